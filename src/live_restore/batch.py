@@ -55,5 +55,5 @@ def save_image(path: str | Path, image: np.ndarray, *, overwrite: bool = False) 
         raise ValueError(f"output must be a .tif/.tiff file, got {path}")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-    tifffile.imwrite(path, np.asarray(image, dtype=np.float32))
+    tifffile.imwrite(path, np.asarray(image, dtype=np.float32), photometric="minisblack")
     return path

@@ -73,7 +73,6 @@ def _democam_sequence(frames: int) -> useq.MDASequence:
 
 
 def _setup_democam(core: Any, size: int, exposure_ms: float) -> None:
-    core.setProperty("Camera", "Mode", "Noise")
     core.setProperty("Camera", "OnCameraCCDXSize", size)
     core.setProperty("Camera", "OnCameraCCDYSize", size)
     core.setProperty("Camera", "PixelType", "16bit")

@@ -83,7 +83,8 @@ def demo(
 
 @app.command()
 def acquire(
-    config: Annotated[Path, typer.Option(help="Micro-Manager config (.cfg)")],
+    config: Annotated[str, typer.Option(
+        help="Micro-Manager config (.cfg), or 'demo' for the genuine MMConfig_demo.cfg")],
     sequence: Annotated[Path, typer.Option(help="useq sequence (.json or .yaml)")],
     output: Annotated[Path, typer.Option(help="OME-Zarr store to write")],
     model: Annotated[str, typer.Option(help="restorer for every restored channel")] = "classical",
@@ -104,7 +105,7 @@ def acquire(
         restorer = get_restorer(model, device=device)
         info = {"name": restorer.name, "checksum": restorer.version}
         per_channel = {c.strip(): restorer for c in channels.split(",")} if channels else restorer
-        with managed_core(config) as core:
+        with managed_core(None if config == "demo" else Path(config)) as core:
             report = run_acquisition(core, seq, output, per_channel, overwrite=overwrite,
                                      drain=not defer, model_info=info)
     except (ValueError, OSError) as exc:

@@ -1,0 +1,94 @@
+"""Every CLI verb, through typer's runner, plus one run of the installed entry point."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import tifffile
+import useq
+from typer.testing import CliRunner
+
+from live_restore.cli import app
+from live_restore.store import AcquisitionStore, FrameStatus
+
+runner = CliRunner()
+
+
+def test_installed_entry_point_runs():
+    exe = shutil.which("live-restore")
+    assert exe is not None, "the console script is not installed"
+    out = subprocess.run([exe, "models"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "classical" in out.stdout
+
+
+def test_restore_tiff_stack_keeps_shape_and_writes_float32(tmp_path):
+    rng = np.random.default_rng(0)
+    stack = rng.poisson(20, (2, 3, 40, 44)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.tif", stack, photometric="minisblack")
+    result = runner.invoke(app, ["restore", str(tmp_path / "in.tif"), str(tmp_path / "out.tif")])
+    assert result.exit_code == 0, result.output
+    out = tifffile.imread(tmp_path / "out.tif")
+    assert out.shape == stack.shape and out.dtype == np.float32
+    assert out.std() < stack.std()
+    again = runner.invoke(app, ["restore", str(tmp_path / "in.tif"), str(tmp_path / "out.tif")])
+    assert again.exit_code == 1 and "overwrite" in again.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["restore", "missing.tif", "out.tif"], "not found"),
+        (["restore", "in.tif", "out.tif", "--model", "nope"], "unknown model"),
+    ],
+)
+def test_restore_bad_input_gives_clear_error(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    tifffile.imwrite(tmp_path / "in.tif", np.zeros((8, 8), np.uint16))
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and message in result.output
+
+
+def test_acquire_on_democam_then_resume(tmp_path):
+    seq = useq.MDASequence(time_plan={"interval": 0, "loops": 3})
+    (tmp_path / "seq.json").write_text(seq.model_dump_json())
+    store = tmp_path / "acq.zarr"
+    args = ["acquire", "--config", "demo", "--sequence", str(tmp_path / "seq.json"),
+            "--output", str(store), "--defer"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with AcquisitionStore.open(store, mode="r") as s:
+        assert len(s.indices(FrameStatus.RAW)) + len(s.indices(FrameStatus.RESTORED)) == 3
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "overwrite" in again.output
+    result = runner.invoke(app, ["resume", str(store)])
+    assert result.exit_code == 0, result.output
+    with AcquisitionStore.open(store, mode="r") as s:
+        assert s.pending() == [] and len(s.indices(FrameStatus.RESTORED)) == 3
+
+
+def test_models_lists_classical():
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0 and "classical" in result.output
+
+
+def test_bench_acquisition_json_keys(tmp_path, monkeypatch):
+    """The JSON contract of `bench acquisition`, on a tiny run (real DemoCamera)."""
+    import live_restore.bench as bench
+
+    real = bench.bench_acquisition
+    monkeypatch.setattr(bench, "bench_acquisition",
+                        lambda **kw: real(frames=20, repeats=1, size=64, slow_factor=2.0))
+    result = runner.invoke(app, ["bench", "acquisition", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "b.json").read_text())
+    for key in ("frames", "baseline_fps", "hooked_fps", "overhead_ratio", "raw_frames_written",
+                "frames_emitted", "restored_frames", "restore_fps", "latency_ms_p50",
+                "latency_ms_p95", "peak_rss_mb"):
+        assert key in data
+    assert data["raw_frames_written"] == data["frames_emitted"] == 20
+    assert data["slow_restorer"]["pending_after_drain"] == 0
