@@ -33,6 +33,7 @@ def pycam_core() -> Iterator[Callable[..., UniMMCore]]:
         core.loadPyDevice("Cam", RampCamera(**camera_kwargs))
         core.initializeDevice("Cam")
         core.setCameraDevice("Cam")
+        core.setAutoShutter(False)  # there is no shutter device to open
         return core
 
     yield make

@@ -66,3 +66,13 @@ def test_registry_lists_and_builds_classical():
     assert restorer.version == ClassicalRestorer().version
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         get_restorer("nope")
+
+
+def test_classical_has_no_outliers_at_low_counts_with_offset():
+    """Pixels that stabilise to ~0 must invert to ~0 photons, not to a divergent series."""
+    rng = np.random.default_rng(4)
+    truth = 0.3 * _scene((128, 128)) / 10
+    frame = rng.poisson(truth) + 10 + rng.normal(0, 0.5, truth.shape)
+    out = ClassicalRestorer().restore(frame.astype(np.float32)).mean[0]
+    assert out.max() <= 1.5 * frame.max()
+    assert out.min() >= frame.min() - 5

@@ -1,26 +1,33 @@
 """live_restore: real-time restoration of low-dose microscopy frames during acquisition.
 
-Public API::
+Public API (imported lazily, so ``import live_restore.sim`` does not load pymmcore-plus)::
 
     from live_restore import LiveRestorer, AcquisitionStore, get_restorer, run_acquisition
 """
 
-from live_restore.acquisition import LiveRestorer, managed_core, resume, run_acquisition
-from live_restore.restorer import Restorer, RestoreResult, get_restorer, list_models
-from live_restore.store import AcquisitionStore, FrameStatus
+from importlib import import_module
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AcquisitionStore",
-    "FrameStatus",
-    "LiveRestorer",
-    "RestoreResult",
-    "Restorer",
-    "__version__",
-    "get_restorer",
-    "list_models",
-    "managed_core",
-    "resume",
-    "run_acquisition",
-]
+_EXPORTS = {
+    "AcquisitionStore": "live_restore.store",
+    "FrameStatus": "live_restore.store",
+    "LiveRestorer": "live_restore.acquisition",
+    "LiveView": "live_restore.liveview",
+    "RestoreResult": "live_restore.restorer",
+    "Restorer": "live_restore.restorer",
+    "get_restorer": "live_restore.restorer",
+    "list_models": "live_restore.restorer",
+    "managed_core": "live_restore.acquisition",
+    "resume": "live_restore.acquisition",
+    "run_acquisition": "live_restore.acquisition",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'live_restore' has no attribute {name!r}")

@@ -38,6 +38,9 @@ ChannelRestorers = Restorer | Mapping[str, Restorer | None]
 """One restorer for every channel, or a map from channel config name to restorer (or None:
 that channel is stored raw only and marked skipped)."""
 
+FrameAnnotator = Callable[[np.ndarray, Mapping[str, Any]], Mapping[str, Any]]
+"""Extra per-frame metadata to store with the raw frame, e.g. the simulator's ground truth."""
+
 
 def shutdown_core(core: CMMCorePlus) -> None:
     """Tear a core down so the interpreter cannot abort at exit (notes/pymmcore.md §4).
@@ -274,7 +277,7 @@ class RestoreWorker(threading.Thread):
 
 
 def _small_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The per-frame facts worth keeping in the store (time, stage position, camera data)."""
+    """The per-frame facts worth keeping in the store (time, stage position)."""
     out: dict[str, Any] = {}
     if "runner_time_ms" in meta:
         out["time_ms"] = float(meta["runner_time_ms"])
@@ -284,9 +287,6 @@ def _small_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     for axis in ("x", "y", "z"):
         if position.get(axis) is not None:
             out[f"{axis}_um"] = float(position[axis])
-    camera = meta.get("camera_metadata") or {}
-    if "sim_truth" in camera:
-        out["sim_truth"] = camera["sim_truth"]
     return out
 
 
@@ -295,7 +295,9 @@ class LiveRestorer:
 
     Use as a context manager around ``core.mda.run(...)`` or call :meth:`attach` /
     :meth:`detach`. After the sequence finishes the backlog drains (``drain=True``) or is
-    left in the ledger for ``live-restore resume``.
+    left in the ledger for ``live-restore resume``. ``ram_budget_mb`` caps the pixels held in
+    the queue; ``nice`` lowers the worker thread's priority; ``annotate(img, meta)`` adds
+    metadata to each stored raw frame (it runs on the acquisition thread: keep it cheap).
     """
 
     def __init__(
@@ -308,8 +310,10 @@ class LiveRestorer:
         ram_budget_mb: float = 256.0,
         drain: bool = True,
         nice: int = 10,
+        annotate: FrameAnnotator | None = None,
     ) -> None:
         self.core = core
+        self.annotate = annotate
         self.store = store
         self.drain = drain
         self.signals = LiveRestorerSignals()
@@ -394,6 +398,8 @@ class LiveRestorer:
         index = {k: int(v) for k, v in event.index.items()}
         small = _small_meta(meta)
         try:
+            if self.annotate is not None:
+                small.update(self.annotate(img, meta))
             self.store.write_raw(index, img, small)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"

@@ -22,11 +22,10 @@ console = Console()
 
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
-    )
+    level = logging.DEBUG if verbose else logging.WARNING
+    # The level sits on the handler too: importing pymmcore-plus sets the root logger to DEBUG.
+    handler = RichHandler(console=Console(stderr=True), show_path=False, level=level)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -50,7 +49,7 @@ def demo(
     config: Annotated[Path | None, typer.Option(help="Micro-Manager config")] = None,
     model: Annotated[str, typer.Option(help="restorer name or NAME.json")] = "classical",
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda")] = None,
-    seed: Annotated[int, typer.Option(help="seed of the simulated slide")] = 0,
+    seed: Annotated[int, typer.Option(help="picks the field of view on the simulated slide")] = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
 ) -> None:
     """Low-dose time-lapse on the simulated confocal/STED microscope, restored live."""

@@ -33,6 +33,15 @@ def default_config() -> Path:
     raise FileNotFoundError(f"{SIM_CONFIG_NAME} is missing from this installation")
 
 
+def field_of_view(seed: int) -> tuple[float, float]:
+    """Stage position (µm) of the demo field: the seed picks a field on the simulated slide."""
+    if seed == 0:
+        return 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    x, y = rng.uniform(-80.0, 80.0, size=2)
+    return float(x), float(y)
+
+
 def demo_sequence(frames: int, channels: tuple[str, ...] = DEMO_CHANNELS) -> useq.MDASequence:
     """A time-lapse with one frame per channel per time point, ``frames`` frames in all."""
     if frames < 1:
@@ -127,8 +136,7 @@ def run_demo(
     sequence = demo_sequence(frames)
     output = Path(output)
     with managed_core(config or default_config()) as core:
-        if "SimSeed" in core.getDevicePropertyNames(core.getCameraDevice()):
-            core.setProperty(core.getCameraDevice(), "SimSeed", seed)
+        core.setXYPosition(*field_of_view(seed))
         core.setConfig("Dose", "Low")
         width, height = core.getImageWidth(), core.getImageHeight()
         if roi and roi < min(width, height):
@@ -136,6 +144,7 @@ def run_demo(
         report = run_acquisition(
             core, sequence, output, restorer, overwrite=overwrite,
             model_info={"name": restorer.name, "checksum": restorer.version},
+            annotate=lambda img, meta: {"sim_truth": sim.frame_truth(img, meta)},
         )
     quality = evaluate_store(output)
     figure = save_figure(output, output.with_suffix(".png"))

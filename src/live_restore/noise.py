@@ -78,7 +78,13 @@ def inverse_anscombe(d: np.ndarray, noise: NoiseModel) -> np.ndarray:
     applied in normalised units (x/a), then the Gaussian part of the floor is removed.
     """
     a = noise.gain
-    d = np.maximum(np.asarray(d, dtype=np.float64), 1e-3)
+    d = np.asarray(d, dtype=np.float64)
     s = np.sqrt(1.5)
-    poisson = d**2 / 4.0 + s / 4.0 / d - 11.0 / 8.0 / d**2 + 5.0 * s / 8.0 / d**3 - 1.0 / 8.0
+    # Below 2*sqrt(3/8) (the transform of a zero count) the series diverges; the exact
+    # unbiased inverse is 0 there.
+    safe = np.maximum(d, 2.0 * np.sqrt(0.375))
+    poisson = (
+        safe**2 / 4.0 + s / 4.0 / safe - 11.0 / 8.0 / safe**2 + 5.0 * s / 8.0 / safe**3 - 0.125
+    )
+    poisson = np.where(d < 2.0 * np.sqrt(0.375), 0.0, np.maximum(poisson, 0.0))
     return a * (poisson - noise.floor / (a * a))

@@ -79,7 +79,7 @@ KINDS = ("raw", "restored", "uncertainty")
 SEQUENCE_ORDER = ("t", "p", "g", "c", "z")  # pymmcore-plus storage order of useq axes
 AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 META_KEYS = ("time_ms", "x_um", "y_um", "z_um")
-MAX_EXTRA_VALUE_CHARS = 1024  # per-frame metadata values larger than this stay out of the journal
+MAX_EXTRA_VALUE_CHARS = 16384  # larger per-frame metadata values stay out of the journal
 FLUSH_EVERY_UPDATES = 64
 FLUSH_EVERY_S = 5.0
 

@@ -1,0 +1,338 @@
+"""Paired (degraded, target) datasets for training and adaptation tests.
+
+Every pair is a pure function of (task, seed, size). Specimens are drawn from all specimen
+kinds; physical parameters are sampled per pair and returned in a JSON-able dict. Targets are
+themselves *measurements* (high dose, or the same dose without the defect, with independent
+noise), as real paired data would be; the noise-free expectation is in ``params`` only by
+recipe, not as an array.
+
+Tasks (2-D tasks return (Y, X), ``axial_inpaint`` returns (Z, Y, X)):
+
+- ``confocal2sted``: low-dose confocal (0.3–1.5 photons per label, i.e. filament peaks
+  ≈ 8–40) → high-dose STED (10–25 photons per label; STED FWHM 40–80 nm), 25 nm pixels,
+  640 nm, NA 1.4, 1 AU; detector gain 1, offset 10 ADU, read noise 0.5 ADU (the simulated
+  scope's detector).
+- ``sted_denoise``: the same field in STED at low (0.3–1.5) and high (10–25) photons per
+  label.
+- ``denoise``: widefield/camera-like: pixel 25–100 nm, Gaussian PSF σ 0.7–3 px, peak
+  1–100 photons, large smooth cytoplasm-like structures, out-of-focus haze (σ 1–2 µm), gain
+  0.5–5 ADU/photon, offset 0–500 ADU, read noise 0–3 ADU·gain, per-pixel gain (PRNU, sd
+  0–5 %), column offsets and temporal row noise. Target: 20–50× the dose, same camera fixed
+  patterns (as a long average would contain), no read or row noise, same ADU scale.
+- ``axial_inpaint``: confocal z-stack, 16 planes 100 nm apart (50 nm pixels, specimens in
+  three layers over ±0.7 µm). Degraded: only every k-th plane (k ∈ {2, 3, 4}) is measured;
+  planes in between are linearly interpolated from the measured neighbours (held constant
+  past the last one). Target: the full measured stack (same noise realisation on the
+  measured planes).
+- ``haze``: 50 nm pixels, 250 nm Gaussian PSF; degraded adds out-of-focus haze (the specimen
+  plus a second, out-of-focus specimen layer, blurred with σ 1–2 µm, 0.5–3× the mean signal).
+- ``stripes``: resonant-scanner line artefacts (per-row gain sd 5–20 %, bidirectional shift
+  of odd rows by 1–3 px, mains-hum modulation 5–30 %) plus sCMOS column offsets.
+- ``detector``: a different detector: gain 2–8 ADU/photon, offset 20–100 ADU, read noise
+  2–8 ADU, 8-bit quantisation with clipping, hot pixels (0.01–0.1 %). Target: an ideal
+  photon counter (gain 1, offset 0) at the same dose.
+
+The defect tasks (``haze``, ``stripes``, ``detector``) image the same confocal-like field at
+the same dose in both members of the pair, so only the defect differs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import scipy.ndimage
+import tifffile
+
+from live_restore.sim import detector as det
+from live_restore.sim import optics, render
+from live_restore.sim.microscope import Optics, saturation
+from live_restore.sim.specimens import SPECIMENS, Points, generate, smooth_field
+
+TASKS: tuple[str, ...] = (
+    "confocal2sted",
+    "sted_denoise",
+    "denoise",
+    "axial_inpaint",
+    "haze",
+    "stripes",
+    "detector",
+)
+
+_SCOPE_DETECTOR = det.Detector(gain=1.0, offset=10.0, read_noise=0.5)
+_REACH_UM = 3.0
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    return task
+
+
+def _field_points(rng: np.random.Generator, size: int, pixel_um: float, kind: str) -> Points:
+    """Structures anchored in the field plus a margin, so they also enter from outside."""
+    extent = size * pixel_um
+    box = (-1.0, -1.0, extent + 1.0, extent + 1.0)
+    return generate(kind, rng, box, _REACH_UM)
+
+
+def _common(rng: np.random.Generator, task: str, seed: int, size: int, pixel_um: float) -> dict:
+    return {
+        "task": task,
+        "seed": int(seed),
+        "size": int(size),
+        "pixel_size_um": pixel_um,
+        "specimen": str(rng.choice(SPECIMENS)),
+    }
+
+
+def _confocal_sted(rng: np.random.Generator, params: dict, confocal_low: bool) -> tuple:
+    size, p = params["size"], params["pixel_size_um"]
+    pts = _field_points(rng, size, p, params["specimen"])
+    sat = float(rng.uniform(7.5, 32.5))  # STED FWHM 80 … 40 nm at 640 nm, NA 1.4
+    depletion = sat / saturation(1.0)
+    scope = Optics()
+    conf, sted = scope.psf("Confocal", 0.0), scope.psf("STED", depletion)
+    imgs = render.render(pts, (0.0, 0.0), (size, size), p, [conf, sted])[:, 0]
+    low, high = float(rng.uniform(0.3, 1.5)), float(rng.uniform(10.0, 25.0))
+    bg_conf, bg_sted = 0.01, 0.01 * (1 + 0.02 * sat)
+    degraded_img, bg_low = (imgs[0], bg_conf) if confocal_low else (imgs[1], bg_sted)
+    degraded = _SCOPE_DETECTOR.sample(degraded_img * low + bg_low * low + 0.05, rng)
+    target = _SCOPE_DETECTOR.sample(imgs[1] * high + bg_sted * high + 0.05, rng)
+    params |= {
+        "optics": scope.__dict__.copy(),
+        "sted_saturation": sat,
+        "confocal_fwhm_nm": conf.fwhm_nm,
+        "sted_fwhm_nm": sted.fwhm_nm,
+        "degraded_modality": "Confocal" if confocal_low else "STED",
+        "degraded_photons_per_label": low,
+        "target_modality": "STED",
+        "target_photons_per_label": high,
+        "detector": _SCOPE_DETECTOR.to_dict(),
+    }
+    return degraded, target, params
+
+
+def _confocal2sted(rng: np.random.Generator, params: dict) -> tuple:
+    return _confocal_sted(rng, params, confocal_low=True)
+
+
+def _sted_denoise(rng: np.random.Generator, params: dict) -> tuple:
+    return _confocal_sted(rng, params, confocal_low=False)
+
+
+def _denoise(rng: np.random.Generator, params: dict) -> tuple:
+    size = params["size"]
+    p = params["pixel_size_um"] = float(rng.uniform(0.025, 0.1))
+    sigma_px = float(rng.uniform(0.7, 3.0))
+    psf = optics.gaussian(sigma_px * p * 1000.0 * optics.FWHM_PER_SIGMA)
+    pts = _field_points(rng, size, p, params["specimen"])
+    img = render.render(pts, (0.0, 0.0), (size, size), p, [psf])[0, 0].astype(np.float64)
+    ref = max(np.percentile(img, 99.9), 1e-6)
+    img /= ref
+    smooth_amp, smooth_scale = float(rng.uniform(0.0, 0.6)), float(rng.uniform(8.0, 40.0))
+    img += smooth_amp * smooth_field(rng, (size, size), smooth_scale)
+    haze_amp, haze_um = float(rng.uniform(0.0, 1.0)), float(rng.uniform(1.0, 2.0))
+    img += haze_amp * scipy.ndimage.gaussian_filter(img, haze_um / p, mode="reflect")
+    peak = float(np.exp(rng.uniform(np.log(1.0), np.log(100.0))))
+    bg = float(rng.uniform(0.0, 0.1)) * peak
+    gain, offset = float(rng.uniform(0.5, 5.0)), float(rng.uniform(0.0, 500.0))
+    read = float(rng.uniform(0.0, 3.0)) * gain
+    prnu = det.pixel_gain_map(rng, (size, size), float(rng.uniform(0.0, 0.05)))
+    cols = det.column_offsets(rng, (size, size), float(rng.uniform(0.0, 2.0)) * gain)
+    rows_sd = float(rng.uniform(0.0, 1.5)) * gain
+    dose_ratio = float(rng.uniform(20.0, 50.0))
+    photons = (img * peak + bg) * prnu
+    camera = det.Detector(gain=gain, offset=offset, read_noise=read)
+    degraded = camera.sample(photons, rng) + cols + det.row_noise(rng, (size, size), rows_sd)
+    target = offset + cols + gain * rng.poisson(photons * dose_ratio) / dose_ratio
+    params |= {
+        "psf_sigma_px": sigma_px,
+        "psf_fwhm_nm": psf.fwhm_nm,
+        "peak_photons": peak,
+        "background_photons": bg,
+        "smooth_amplitude": smooth_amp,
+        "smooth_scale_px": smooth_scale,
+        "haze_amplitude": haze_amp,
+        "haze_sigma_um": haze_um,
+        "detector": camera.to_dict(),
+        "prnu_sd": float(prnu.std()),
+        "row_noise_sd_adu": rows_sd,
+        "target_dose_ratio": dose_ratio,
+    }
+    return degraded.astype(np.float32), target.astype(np.float32), params
+
+
+def _axial_inpaint(rng: np.random.Generator, params: dict) -> tuple:
+    size = params["size"]
+    p = params["pixel_size_um"] = 0.05
+    n_z, dz = 16, 0.1
+    zs = (np.arange(n_z) - (n_z - 1) / 2) * dz
+    layers = []
+    for _ in range(3):
+        pts = _field_points(rng, size, p, params["specimen"])
+        layers.append(Points(pts.x, pts.y, pts.z + rng.uniform(-0.7, 0.7), pts.w))
+    psf = Optics().psf("Confocal", 0.0)
+    stack = render.render(Points.concat(layers), (0.0, 0.0), (size, size), p, [psf], zs)[0]
+    ppl = float(rng.uniform(2.0, 10.0))
+    target = _SCOPE_DETECTOR.sample(stack * ppl + 0.01 * ppl + 0.05, rng)
+    k = int(rng.choice([2, 3, 4]))
+    measured = np.arange(0, n_z, k)
+    idx = np.arange(n_z)
+    lo = measured[np.clip(np.searchsorted(measured, idx, side="right") - 1, 0, None)]
+    hi = measured[np.clip(np.searchsorted(measured, idx), None, len(measured) - 1)]
+    frac = np.where(hi > lo, (idx - lo) / np.maximum(hi - lo, 1), 0.0)[:, None, None]
+    degraded = ((1 - frac) * target[lo] + frac * target[hi]).astype(np.float32)
+    params |= {
+        "plane_spacing_um": dz,
+        "z_um": zs.tolist(),
+        "k": k,
+        "measured_planes": measured.tolist(),
+        "fill": "linear interpolation between measured planes, constant past the last",
+        "photons_per_label": ppl,
+        "psf_fwhm_nm": psf.fwhm_nm,
+        "axial_fwhm_nm": psf.axial_fwhm_nm,
+        "detector": _SCOPE_DETECTOR.to_dict(),
+    }
+    return degraded, target, params
+
+
+def _base_field(rng: np.random.Generator, params: dict, pixel_um: float) -> np.ndarray:
+    """Confocal-like expected photons for the defect tasks (peak 20–200 photons)."""
+    size = params["size"]
+    params["pixel_size_um"] = pixel_um
+    psf = optics.gaussian(250.0)
+    pts = _field_points(rng, size, pixel_um, params["specimen"])
+    img = render.render(pts, (0.0, 0.0), (size, size), pixel_um, [psf])[0, 0]
+    peak = float(rng.uniform(20.0, 200.0))
+    params |= {"psf_fwhm_nm": psf.fwhm_nm, "peak_photons": peak, "background_photons": 0.2}
+    return img / max(float(np.percentile(img, 99.9)), 1e-6) * peak + 0.2
+
+
+def _haze(rng: np.random.Generator, params: dict) -> tuple:
+    clean = _base_field(rng, params, 0.05)
+    size, p = params["size"], params["pixel_size_um"]
+    other = _field_points(rng, size, p, params["specimen"])
+    far = render.density(other, (0.0, 0.0), (size, size), p, optics.gaussian(250.0), 0.0)
+    sigma_um, amp = float(rng.uniform(1.0, 2.0)), float(rng.uniform(0.5, 3.0))
+    haze = scipy.ndimage.gaussian_filter(clean + far, sigma_um / p, mode="reflect")
+    haze *= amp * clean.mean() / max(float(haze.mean()), 1e-6)
+    degraded = _SCOPE_DETECTOR.sample(clean + haze, rng)
+    target = _SCOPE_DETECTOR.sample(clean, rng)
+    params |= {
+        "haze_sigma_um": sigma_um,
+        "haze_to_signal": amp,
+        "detector": _SCOPE_DETECTOR.to_dict(),
+    }
+    return degraded, target, params
+
+
+def _stripes(rng: np.random.Generator, params: dict) -> tuple:
+    clean = _base_field(rng, params, 0.025)
+    size = params["size"]
+    row_sd, shift = float(rng.uniform(0.05, 0.2)), int(rng.integers(1, 4))
+    hum = float(rng.uniform(0.05, 0.3))
+    col_sd = float(rng.uniform(0.5, 3.0))
+    striped = det.scanner_stripes(rng, clean.astype(np.float32), row_sd, shift, hum)
+    degraded = _SCOPE_DETECTOR.sample(striped, rng) + det.column_offsets(rng, (size, size), col_sd)
+    target = _SCOPE_DETECTOR.sample(clean, rng)
+    params |= {
+        "row_gain_sd": row_sd,
+        "odd_row_shift_px": shift,
+        "hum_amplitude": hum,
+        "column_offset_sd_adu": col_sd,
+        "detector": _SCOPE_DETECTOR.to_dict(),
+    }
+    return degraded.astype(np.float32), target, params
+
+
+def _detector(rng: np.random.Generator, params: dict) -> tuple:
+    clean = _base_field(rng, params, 0.025)
+    size = params["size"]
+    changed = det.Detector(
+        gain=float(rng.uniform(2.0, 8.0)),
+        offset=float(rng.uniform(20.0, 100.0)),
+        read_noise=float(rng.uniform(2.0, 8.0)),
+        bit_depth=8,
+    )
+    ideal = det.Detector(gain=1.0, offset=0.0, read_noise=0.0)
+    hot_fraction = float(rng.uniform(1e-4, 1e-3))
+    raw = changed.sample(clean, rng) + det.hot_pixels(rng, (size, size), hot_fraction, 200.0)
+    degraded = changed.quantise(raw)
+    target = ideal.sample(clean, rng)
+    params |= {
+        "detector": changed.to_dict(),
+        "target_detector": ideal.to_dict(),
+        "hot_pixel_fraction": hot_fraction,
+    }
+    return degraded, target, params
+
+
+_MAKERS: dict[str, Callable[[np.random.Generator, dict], tuple]] = {
+    "confocal2sted": _confocal2sted,
+    "sted_denoise": _sted_denoise,
+    "denoise": _denoise,
+    "axial_inpaint": _axial_inpaint,
+    "haze": _haze,
+    "stripes": _stripes,
+    "detector": _detector,
+}
+
+
+def make_pair(task: str, seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One (degraded, target, params) triple; float32 arrays in detector units (ADU)."""
+    check_task(task)
+    if int(size) < 1:
+        raise ValueError(f"size must be >= 1 pixel, got {size!r}")
+    rng = np.random.default_rng([TASKS.index(task), int(seed)])
+    params = _common(rng, task, seed, int(size), 0.025)
+    degraded, target, params = _MAKERS[task](rng, params)
+    return degraded.astype(np.float32), target.astype(np.float32), params
+
+
+def pair_seed(seed: int, i: int) -> int:
+    """Seed of the i-th pair of a dataset drawn with ``seed``."""
+    return int(np.random.SeedSequence([int(seed), int(i)]).generate_state(1)[0])
+
+
+def make_pairs(
+    task: str, n: int, seed: int, size: int = 256
+) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """N pairs stacked along a new first axis; pair i is ``make_pair(task, pair_seed(seed, i))``."""
+    check_task(task)
+    if int(n) < 1:
+        raise ValueError(f"n must be >= 1, got {n!r}")
+    triples = [make_pair(task, pair_seed(seed, i), size) for i in range(int(n))]
+    return (
+        np.stack([t[0] for t in triples]),
+        np.stack([t[1] for t in triples]),
+        [t[2] for t in triples],
+    )
+
+
+def write_dataset(task: str, n: int, out: str | Path, seed: int = 0, size: int = 256) -> Path:
+    """Write ``out/degraded.tif``, ``out/target.tif`` and ``out/params.json``; returns ``out``."""
+    check_task(task)
+    if int(n) < 1:
+        raise ValueError(f"n must be >= 1, got {n!r}")
+    out = Path(out)
+    degraded, target, params = make_pairs(task, n, seed, size)
+    out.mkdir(parents=True, exist_ok=True)
+    axes = "QZYX" if degraded.ndim == 4 else "QYX"
+    tifffile.imwrite(out / "degraded.tif", degraded, metadata={"axes": axes})
+    tifffile.imwrite(out / "target.tif", target, metadata={"axes": axes})
+    sidecar = {
+        "task": task,
+        "n": int(n),
+        "seed": int(seed),
+        "size": int(size),
+        "axes": axes,
+        "units": "detector ADU (float32)",
+        "pair_seed": "SeedSequence([seed, i])",
+        "description": __doc__,
+        "pairs": params,
+    }
+    (out / "params.json").write_text(json.dumps(sidecar, indent=1))
+    return out

@@ -1,0 +1,79 @@
+"""Paired datasets: every task, determinism, shapes, the TIFF + JSON writer, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from live_restore.sim import TASKS, make_pair, make_pairs, write_dataset
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_each_task_makes_a_deterministic_pair(task: str) -> None:
+    d, t, p = make_pair(task, seed=5, size=64)
+    d2, t2, _ = make_pair(task, seed=5, size=64)
+    assert np.array_equal(d, d2) and np.array_equal(t, t2)
+    assert d.dtype == t.dtype == np.float32
+    assert d.shape == t.shape == ((16, 64, 64) if task == "axial_inpaint" else (64, 64))
+    assert np.isfinite(d).all() and np.isfinite(t).all()
+    assert not np.array_equal(d, t)
+    assert p["task"] == task
+    json.dumps(p)
+
+
+def test_low_dose_is_noisier_than_target() -> None:
+    d, t, p = make_pair("sted_denoise", seed=2, size=128)
+    ratio = p["target_photons_per_label"] / p["degraded_photons_per_label"]
+    assert (t.mean() - 10) / (d.mean() - 10) == pytest.approx(ratio, rel=0.2)
+
+
+def test_confocal2sted_target_is_sharper() -> None:
+    d, t, _ = make_pair("confocal2sted", seed=1, size=128)
+
+    def sharp(x):
+        x = x - np.median(x)
+        return np.mean(np.diff(x, axis=1) ** 2) / np.mean(x**2)
+
+    assert sharp(t) > sharp(d) * 0.8  # low-dose confocal noise also has high gradients
+    assert sharp(np.asarray(t)) > 0
+
+
+def test_axial_inpaint_keeps_measured_planes() -> None:
+    d, t, p = make_pair("axial_inpaint", seed=3, size=32)
+    m = p["measured_planes"]
+    assert np.array_equal(d[m], t[m])
+    missing = [i for i in range(16) if i not in m]
+    assert not np.array_equal(d[missing], t[missing])
+
+
+def test_detector_task_is_eight_bit() -> None:
+    d, _, p = make_pair("detector", seed=0, size=64)
+    assert d.max() <= 255 and np.all(d == np.rint(d)) and p["detector"]["bit_depth"] == 8
+
+
+def test_make_pairs_and_write_dataset(tmp_path) -> None:
+    d, t, ps = make_pairs("haze", 3, seed=9, size=32)
+    assert d.shape == t.shape == (3, 32, 32) and len(ps) == 3
+    out = write_dataset("stripes", 2, tmp_path / "ds", seed=1, size=32)
+    assert tifffile.imread(out / "degraded.tif").shape == (2, 32, 32)
+    assert tifffile.imread(out / "target.tif").dtype == np.float32
+    meta = json.loads((out / "params.json").read_text())
+    assert meta["task"] == "stripes" and len(meta["pairs"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("call", "bad"),
+    [
+        (lambda p: make_pair("deblur", 0), "deblur"),
+        (lambda p: make_pairs("denoise", 0, 0), "0"),
+        (lambda p: write_dataset("denoise", -2, p), "-2"),
+        (lambda p: write_dataset("nope", 2, p), "nope"),
+        (lambda p: make_pair("denoise", 0, size=0), "0"),
+    ],
+)
+def test_bad_input(call, bad: str, tmp_path) -> None:
+    with pytest.raises(ValueError, match=bad):
+        call(tmp_path / "x")
