@@ -92,3 +92,29 @@ def test_bench_acquisition_json_keys(tmp_path, monkeypatch):
         assert key in data
     assert data["raw_frames_written"] == data["frames_emitted"] == 20
     assert data["slow_restorer"]["pending_after_drain"] == 0
+
+
+def test_simulate_writes_dataset_with_sidecar(tmp_path):
+    result = runner.invoke(app, ["simulate", "--task", "sted_denoise", "--n", "2", "--size", "64",
+                                 "--out", str(tmp_path / "ds")])
+    assert result.exit_code == 0, result.output
+    degraded = tifffile.imread(tmp_path / "ds" / "degraded.tif")
+    target = tifffile.imread(tmp_path / "ds" / "target.tif")
+    assert degraded.shape == target.shape == (2, 64, 64)
+    params = json.loads((tmp_path / "ds" / "params.json").read_text())
+    assert "sted_denoise" in json.dumps(params)
+    bad = runner.invoke(app, ["simulate", "--task", "nope", "--n", "1", "--out", str(tmp_path)])
+    assert bad.exit_code == 1 and "nope" in bad.output
+
+
+def test_bench_simulator_json(tmp_path, monkeypatch):
+    import live_restore.bench as bench
+
+    real = bench.bench_simulator
+    monkeypatch.setattr(bench, "bench_simulator",
+                        lambda **kw: real(frames=6, pairs=1, size=128))
+    result = runner.invoke(app, ["bench", "simulator", "--json", str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert data["mda"]["sequenced_confocal"]["fps"] > 0
+    assert set(data["pairs"]) == {"denoise", "confocal2sted"}

@@ -140,7 +140,7 @@ class RestoreWorker(threading.Thread):
         release_ram: Callable[[int], None],
         *,
         batch_size: int = 4,
-        nice: int = 10,
+        nice: int = 19,
     ) -> None:
         super().__init__(name="live-restore-worker", daemon=True)
         self.store = store
@@ -309,7 +309,7 @@ class LiveRestorer:
         batch_size: int = 4,
         ram_budget_mb: float = 256.0,
         drain: bool = True,
-        nice: int = 10,
+        nice: int = 19,
         annotate: FrameAnnotator | None = None,
     ) -> None:
         self.core = core

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import useq
 
+from live_restore import sim
 from live_restore.acquisition import managed_core, run_acquisition
 from live_restore.restorer import Restorer, RestoreResult, get_restorer
 
@@ -138,3 +139,35 @@ def bench_acquisition(
         },
         "cpu_count": os.cpu_count(),
     }
+
+
+def bench_simulator(*, frames: int = 200, pairs: int = 16, size: int = 512) -> dict[str, Any]:
+    """Frame rate of the simulated camera inside a real MDA, and paired-data throughput."""
+    from live_restore.demo import default_config
+
+    out: dict[str, Any] = {"frame_shape": [size, size], "frames": frames, "mda": {}}
+    sequences = {
+        "sequenced_confocal": useq.MDASequence(
+            channels=[{"group": "Modality", "config": "Confocal"}],
+            time_plan={"interval": 0, "loops": frames}),
+        "snaps_confocal_sted": useq.MDASequence(
+            channels=[{"group": "Modality", "config": c} for c in ("Confocal", "STED")],
+            time_plan={"interval": 0, "loops": frames // 2}),
+    }
+    with managed_core(default_config()) as core:
+        if size < core.getImageWidth():
+            core.setROI(0, 0, size, size)
+        core.mda.run(useq.MDASequence(time_plan={"interval": 0, "loops": 5}))  # warm tile cache
+        for name, seq in sequences.items():
+            t0 = time.perf_counter()
+            core.mda.run(seq)
+            out["mda"][name] = {"fps": frames / (time.perf_counter() - t0)}
+    out["pairs"] = {}
+    for task in ("denoise", "confocal2sted"):
+        t0 = time.perf_counter()
+        sim.make_pairs(task, pairs, seed=1234, size=256)
+        seconds = time.perf_counter() - t0
+        out["pairs"][task] = {"pairs": pairs, "size": 256, "seconds": seconds,
+                              "minutes_per_1000": seconds / pairs * 1000 / 60}
+    out["cpu_count"] = os.cpu_count()
+    return out

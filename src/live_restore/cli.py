@@ -204,3 +204,16 @@ def bench_acquisition_cmd(
     console.print(_report_table("bench acquisition", {
         k: v for k, v in result.items() if not isinstance(v, (list, dict))
     }))
+
+
+@bench_app.command("simulator")
+def bench_simulator_cmd(
+    json_out: Annotated[Path, typer.Option("--json", help="where to write the JSON")],
+    quick: Annotated[bool, typer.Option(help="fewer frames and pairs")] = False,
+) -> None:
+    """Simulated camera frame rate in a real MDA (512²) and paired-data generation speed."""
+    from live_restore.bench import bench_simulator
+
+    result = bench_simulator(frames=60 if quick else 200, pairs=4 if quick else 16)
+    json_out.write_text(json.dumps(result, indent=2))
+    console.print_json(json.dumps(result))
