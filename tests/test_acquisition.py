@@ -237,3 +237,16 @@ def test_kill_9_keeps_every_announced_raw_frame_and_resume_completes(tmp_path):
     with AcquisitionStore.open(path, mode="r") as store:
         assert store.pending() == []
         assert {i["t"] for i in store.indices(FrameStatus.RESTORED)} >= set(announced)
+
+
+def test_multi_position_acquisition_writes_one_series_per_position(democore, tmp_path):
+    seq = useq.MDASequence(stage_positions=[(0, 0, 0), (100, 50, 0)],
+                           time_plan={"interval": 0, "loops": 2})
+    path = tmp_path / "mp.zarr"
+    report = run_acquisition(democore, seq, path, ClassicalRestorer())
+    assert report.raw_frames_written == report.restored == 4
+    yaozarrs.validate_zarr_store(str(path))
+    with AcquisitionStore.open(path, mode="r") as store:
+        assert store.sizes == {"t": 2, "p": 2}
+        assert store.frame_metadata({"t": 1, "p": 1})["x_um"] == pytest.approx(100, abs=0.1)
+        assert store.status({"t": 1, "p": 1}) == FrameStatus.RESTORED

@@ -118,3 +118,18 @@ def test_bench_simulator_json(tmp_path, monkeypatch):
     data = json.loads((tmp_path / "s.json").read_text())
     assert data["mda"]["sequenced_confocal"]["fps"] > 0
     assert set(data["pairs"]) == {"denoise", "confocal2sted"}
+
+
+def test_entry_point_acquisition_exits_cleanly_every_time(tmp_path):
+    """A process that loaded a config must not abort at exit (exit 134, notes §4)."""
+    seq = useq.MDASequence(time_plan={"interval": 0, "loops": 5})
+    (tmp_path / "seq.json").write_text(seq.model_dump_json())
+    exe = shutil.which("live-restore")
+    assert exe is not None
+    for i in range(3):
+        out = subprocess.run(
+            [exe, "acquire", "--config", "demo", "--sequence", str(tmp_path / "seq.json"),
+             "--output", str(tmp_path / f"a{i}.zarr")],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
