@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,9 +20,16 @@ from live_restore.store import AcquisitionStore, FrameStatus
 runner = CliRunner()
 
 
-def test_installed_entry_point_runs():
-    exe = shutil.which("live-restore")
+def _entry_point() -> str:
+    """The installed console script, beside this interpreter (the venv need not be on PATH)."""
+    beside = Path(sys.executable).parent / "live-restore"
+    exe = str(beside) if beside.exists() else shutil.which("live-restore")
     assert exe is not None, "the console script is not installed"
+    return exe
+
+
+def test_installed_entry_point_runs():
+    exe = _entry_point()
     out = subprocess.run([exe, "models"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "classical" in out.stdout
@@ -124,8 +133,7 @@ def test_entry_point_acquisition_exits_cleanly_every_time(tmp_path):
     """A process that loaded a config must not abort at exit (exit 134, notes §4)."""
     seq = useq.MDASequence(time_plan={"interval": 0, "loops": 5})
     (tmp_path / "seq.json").write_text(seq.model_dump_json())
-    exe = shutil.which("live-restore")
-    assert exe is not None
+    exe = _entry_point()
     for i in range(3):
         out = subprocess.run(
             [exe, "acquire", "--config", "demo", "--sequence", str(tmp_path / "seq.json"),
