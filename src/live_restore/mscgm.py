@@ -1,0 +1,712 @@
+"""MSCGM: a Brownian bridge on the coarsest Haar LL band, conditional GAN heads on the details.
+
+Pipeline (notes/mscgm.md §2): the percentile-normalised degraded frame is decomposed into a
+J-level Haar pyramid; a Brownian bridge maps its coarsest LL (block means) to the target's, in
+a few deterministic DDIM-style hops; then, coarse to fine, one light :class:`DetailHead` per
+level generates the three detail bands from (restored LL, degraded LL, degraded details, z),
+and one synthesis step doubles the resolution. The result is mapped back through the input's
+own normalisation, so restored frames are in the degraded frame's camera units.
+
+Normalisation (used identically by :class:`live_restore.training.PairDataset` and
+:meth:`MSCGMRestorer.restore`):
+
+- degraded ``y``: ``(y − p_lo) / (p_hi − p_lo)`` with its own ``pmin``/``pmax`` percentiles
+  (CARE: 0.2 / 99.8), no clipping;
+- target ``x``: normalised by its own percentiles, then affinely matched to the degraded one,
+  ``a x_n + b`` with ``(a, b)`` the least-squares fit of ``y_n ≈ a F(x_n) + b`` where ``F`` is
+  the task's forward model (identity, or the confocal blur). Noise is zero-mean and independent
+  of ``x``, so the fit is unbiased: the restored frame carries the degraded frame's background
+  and flux, which is what the data-consistency score and the inverse normalisation need.
+
+Scales: the pyramid's LL is the 2^J block mean and the details are scaled to [-1, 1]
+(:class:`live_restore.wavelets.HaarPyramid`); in those units one synthesis step is
+``haar_idwt2(2 · LL, details)`` at every level (:func:`synthesise`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import scipy.ndimage
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from live_restore import __version__
+from live_restore.bridge import BrownianBridge
+from live_restore.networks import DetailHead, PatchDiscriminator, UNet
+from live_restore.noise import estimate_noise
+from live_restore.restorer import RestoreResult, check_batch, file_checksum
+from live_restore.wavelets import HaarPyramid, crop, haar_idwt2, pad_to_multiple
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MSCGM",
+    "MSCGMConfig",
+    "MSCGMRestorer",
+    "apply_forward_model",
+    "match_target",
+    "normalise_frame",
+    "synthesise",
+]
+
+FORMAT = "live_restore.mscgm"
+FORMAT_VERSION = 1
+
+#: Default blur for ``confocal_blur``: the simulator's confocal PSF (FWHM ≈ 233 nm, σ ≈ 4.0 px
+#: at 25 nm pixels) against its STED PSF (σ ≈ 0.7–1.4 px): √(4.0² − 1.1²) ≈ 3.8 px.
+CONFOCAL_BLUR_SIGMA_PX = 3.8
+
+
+_CONSISTENCY_SIGMA_PX = 1.5
+
+
+def _kernel_energy(sigma: float) -> float:
+    """``Σ G_σ²`` of scipy's Gaussian filter: the variance it leaves of unit white noise."""
+    delta = np.zeros((8 * int(sigma + 1) + 1,) * 2)
+    delta[delta.shape[0] // 2, delta.shape[1] // 2] = 1.0
+    return float((scipy.ndimage.gaussian_filter(delta, sigma) ** 2).sum())
+
+
+_KERNEL_ENERGY = _kernel_energy(_CONSISTENCY_SIGMA_PX)
+
+
+class MSCGMConfig(BaseModel):
+    """Everything needed to rebuild an MSCGM model; dumped into ``NAME.json``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: str = Field(min_length=1, description="training task, e.g. 'sted_denoise'")
+    levels: int = Field(2, ge=1, le=4, description="Haar levels J; the bridge runs at 1/2^J")
+    num_timesteps: int = Field(1000, ge=1, description="bridge T (training cost independent)")
+    bridge_s: float = Field(0.1, gt=0, description="bridge variance scale (notes §6: 0.1)")
+    steps: int = Field(4, ge=1, description="default sampling hops")
+    eta: float = Field(0.0, ge=0, le=1, description="stochasticity for a single sample")
+    sample_eta: float = Field(1.0, ge=0, le=1, description="stochasticity when samples > 1")
+    bridge_channels: int = Field(16, ge=1, description="bridge U-Net width at full LL size")
+    bridge_mults: tuple[int, ...] = (1, 2, 4, 8)
+    head_channels: int = Field(16, ge=1, description="width of every head but the finest")
+    finest_head_channels: int = Field(8, ge=1, description="the finest head dominates time")
+    disc_channels: int = Field(16, ge=1)
+    pmin: float = Field(0.2, ge=0, lt=100, description="input percentile mapped to 0")
+    pmax: float = Field(99.8, gt=0, le=100, description="input percentile mapped to 1")
+    forward_model: Literal["identity", "confocal_blur"] = "identity"
+    blur_sigma_px: float = Field(0.0, ge=0, description="Gaussian σ of confocal_blur, pixels")
+    ssim_weight: float = Field(0.2, ge=0, description="weight of 1 − SSIM per head")
+    adv_weight: float = Field(0.01, ge=0, description="adversarial weight after warm-up")
+    adv_start: float = Field(0.3, ge=0, le=1, description="fraction of steps before the GAN")
+    adv_ramp: float = Field(0.2, ge=0, le=1, description="fraction over which α ramps up")
+    robust_start: float = Field(0.8, ge=0, le=1, description="heads see bridge LL after this")
+    ll_noise: float = Field(0.02, ge=0, description="max σ of conditioning-LL noise (stage 1)")
+    seed: int | None = None
+    preset: str | None = None
+    steps_trained: int = Field(0, ge=0)
+    package_version: str = __version__
+
+    @model_validator(mode="after")
+    def _check(self) -> MSCGMConfig:
+        if self.pmin >= self.pmax:
+            raise ValueError(f"pmin must be below pmax, got {self.pmin} and {self.pmax}")
+        if self.forward_model == "confocal_blur" and self.blur_sigma_px <= 0:
+            raise ValueError(
+                f"forward_model 'confocal_blur' needs blur_sigma_px > 0, got {self.blur_sigma_px}"
+            )
+        if not self.bridge_mults or min(self.bridge_mults) < 1:
+            raise ValueError(f"bridge_mults must be positive integers, got {self.bridge_mults}")
+        return self
+
+    @classmethod
+    def for_task(cls, task: str, **kwargs: object) -> MSCGMConfig:
+        """Config with the task's forward model filled in (confocal→STED blurs, else identity)."""
+        if task == "confocal2sted":
+            kwargs = {
+                "forward_model": "confocal_blur",
+                "blur_sigma_px": CONFOCAL_BLUR_SIGMA_PX,
+            } | kwargs
+        return cls(task=task, **kwargs)
+
+
+# ---------------------------------------------------------------------- normalisation (numpy)
+
+
+def normalise_frame(frame: np.ndarray, pmin: float, pmax: float) -> tuple[np.ndarray, float, float]:
+    """Map the ``pmin``/``pmax`` percentiles of a ``(Y, X)`` frame to 0/1, without clipping.
+
+    Returns the float32 normalised frame, the offset ``lo`` and the ``scale`` such that
+    ``frame = normalised * scale + lo`` (scale 1 for a flat frame).
+    """
+    lo, hi = np.percentile(frame, [pmin, pmax])
+    scale = float(hi - lo) if hi > lo else 1.0
+    return ((frame - lo) / scale).astype(np.float32), float(lo), scale
+
+
+def apply_forward_model(frame: np.ndarray, kind: str, sigma_px: float = 0.0) -> np.ndarray:
+    """The task's forward model on a ``(Y, X)`` frame: identity or a Gaussian blur (reflect)."""
+    if kind == "identity":
+        return np.asarray(frame, dtype=np.float64)
+    if kind == "confocal_blur":
+        return scipy.ndimage.gaussian_filter(
+            np.asarray(frame, np.float64), sigma_px, mode="reflect"
+        )
+    raise ValueError(f"unknown forward model {kind!r}; expected 'identity' or 'confocal_blur'")
+
+
+def match_target(degraded_n: np.ndarray, target_n: np.ndarray, config: MSCGMConfig) -> np.ndarray:
+    """Affinely map a normalised target onto the normalised degraded frame's photometry.
+
+    ``a target_n + b`` with the least-squares ``(a, b)`` of ``degraded_n ≈ a F(target_n) + b``;
+    falls back to the identity when the fit is degenerate (flat target or ``a <= 0``).
+    """
+    forward = apply_forward_model(target_n, config.forward_model, config.blur_sigma_px).ravel()
+    fc = forward - forward.mean()
+    var = float(fc @ fc)
+    a = float(fc @ (degraded_n.ravel() - degraded_n.mean())) / var if var > 0 else 0.0
+    if not a > 0:
+        return target_n.astype(np.float32)
+    b = float(degraded_n.mean()) - a * float(forward.mean())
+    return (a * target_n + b).astype(np.float32)
+
+
+# ---------------------------------------------------------------------- torch helpers
+
+
+def synthesise(ll: Tensor, details: Tensor) -> Tensor:
+    """One Haar synthesis step in the pyramid's scaled units.
+
+    ``ll`` ``(B, C, h, w)`` block means and ``details`` ``(B, C, 3, h, w)`` scaled details at
+    one level → ``(B, C, 2h, 2w)`` block means one level finer. The scaled LL at level k is
+    ``2^-k`` times the raw one and the scaled details ``2^-(k-1)``, so the raw synthesis
+    ``idwt(2^k LL, 2^(k-1) D) = 2^(k-1) LL'`` reduces to ``idwt(2 LL, D)`` at every level.
+    """
+    return haar_idwt2(2.0 * ll, details)
+
+
+def _gaussian_window(size: int = 7, sigma: float = 1.5) -> Tensor:
+    g = torch.exp(-((torch.arange(size) - size // 2) ** 2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim(a: Tensor, b: Tensor, window: Tensor) -> Tensor:
+    """Mean SSIM of ``(B, 1, H, W)`` images in normalised units (data range 1), Gaussian window.
+
+    Differentiable; the window is reflect-padded so patches of any size ≥ 4 work.
+    """
+    pad = window.shape[-1] // 2
+
+    def blur(x: Tensor) -> Tensor:
+        return F.conv2d(F.pad(x, (pad,) * 4, mode="reflect"), window)
+
+    c1, c2 = 0.01**2, 0.03**2
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+    den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    return (num / den).mean()
+
+
+def _ramp(fraction: float, start: float, length: float) -> float:
+    """0 before ``start``, then linear to 1 over ``length`` (a step when ``length`` is 0)."""
+    if fraction < start:
+        return 0.0
+    return 1.0 if length <= 0 else min(1.0, (fraction - start) / length)
+
+
+class _BridgeDenoiser(nn.Module):
+    """``model(x_t, y, t) → x_t − x_0`` (:data:`live_restore.bridge.BridgeDenoiser`)."""
+
+    def __init__(self, config: MSCGMConfig) -> None:
+        super().__init__()
+        self.unet = UNet(2, 1, config.bridge_channels, config.bridge_mults, time_embedding=True)
+
+    def forward(self, x_t: Tensor, y: Tensor, t: Tensor) -> Tensor:
+        return self.unet(torch.cat((x_t, y), dim=1), t)
+
+
+class MSCGM(nn.Module):
+    """The networks and the losses; everything in normalised units.
+
+    Holds the Haar pyramid, the Brownian bridge, the bridge denoiser (on the coarsest LL), one
+    :class:`DetailHead` per level (coarse → fine) and one conditional
+    :class:`PatchDiscriminator` per level (training only; not saved with the model).
+    """
+
+    def __init__(self, config: MSCGMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.pyramid = HaarPyramid(config.levels)
+        self.bridge = BrownianBridge(config.num_timesteps, config.bridge_s)
+        self.denoiser = _BridgeDenoiser(config)
+        widths = [config.head_channels] * (config.levels - 1) + [config.finest_head_channels]
+        self.heads = nn.ModuleList(DetailHead(w) for w in widths)
+        self.discriminators = nn.ModuleList(
+            PatchDiscriminator(2, config.disc_channels) for _ in range(config.levels)
+        )
+        self.register_buffer("ssim_window", _gaussian_window(), persistent=False)
+
+    @property
+    def multiple(self) -> int:
+        """Frames are padded to a multiple of this: 2^J times the bridge U-Net's own multiple."""
+        return self.pyramid.multiple * self.denoiser.unet.multiple
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the bridge denoiser and the heads (the AdamW generator group)."""
+        return [*self.denoiser.parameters(), *self.heads.parameters()]
+
+    def discriminator_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the per-level critics."""
+        return list(self.discriminators.parameters())
+
+    def _check_pair(self, degraded: Tensor, target: Tensor) -> None:
+        if degraded.ndim != 4 or degraded.shape[1] != 1 or degraded.shape != target.shape:
+            raise ValueError(
+                "degraded and target must share one shape (B, 1, H, W), got "
+                f"{tuple(degraded.shape)} and {tuple(target.shape)}"
+            )
+        h, w = degraded.shape[-2:]
+        if h % self.multiple or w % self.multiple:
+            raise ValueError(f"patch size must be a multiple of {self.multiple}, got {h}×{w}")
+
+    def _levels(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Block means at every level (coarse → fine, excluding the full image) and details."""
+        p = self.pyramid(x)
+        lls = [p.ll]
+        for details in p.details[:-1]:
+            lls.append(synthesise(lls[-1], details))
+        return lls, p.details
+
+    def _augment_ll(self, ll: Tensor) -> Tensor:
+        """Stage-1 robustness: random noise (σ ≤ ``ll_noise``) and, for half the batch, a
+        [1 2 1]² blur, so the heads do not rely on a perfect conditioning LL."""
+        batch = ll.shape[0]
+        sigma = torch.rand(batch, 1, 1, 1, device=ll.device) * self.config.ll_noise
+        k = torch.tensor([1.0, 2.0, 1.0], device=ll.device, dtype=ll.dtype)
+        kernel = (k[:, None] * k[None, :] / 16.0)[None, None]
+        blurred = F.conv2d(F.pad(ll, (1, 1, 1, 1), mode="replicate"), kernel)
+        use_blur = (torch.rand(batch, 1, 1, 1, device=ll.device) < 0.5).to(ll.dtype)
+        ll = use_blur * blurred + (1 - use_blur) * ll
+        return ll + sigma * torch.randn_like(ll)
+
+    def _conditioning(
+        self, y_lls: list[Tensor], y_details: list[Tensor], x_lls: list[Tensor], robust: bool
+    ) -> list[Tensor]:
+        """The LL each head is conditioned on: augmented ground truth (stage 1) or the chain
+        bridge sample → heads, computed without gradients (stage 2, no exposure bias)."""
+        if not robust:
+            return [self._augment_ll(ll) for ll in x_lls]
+        with torch.no_grad():
+            ll = self.bridge.sample(self.denoiser, y_lls[0], self.config.steps, 0.0)
+            ll = ll.clone()  # leave inference mode: the result feeds a graph below
+            conds = []
+            for i, head in enumerate(self.heads):
+                conds.append(ll)
+                if i + 1 < len(self.heads):
+                    z = torch.randn_like(ll)
+                    ll = synthesise(ll, head(ll, y_lls[i], y_details[i], z))
+        return conds
+
+    def losses(
+        self, degraded: Tensor, target: Tensor, *, step: int, total_steps: int
+    ) -> dict[str, Tensor]:
+        """Generator-side losses on a batch of normalised patches.
+
+        Parameters
+        ----------
+        degraded, target
+            ``(B, 1, H, W)`` float32, normalised (module docstring); ``H``, ``W`` multiples of
+            :attr:`multiple`.
+        step, total_steps
+            Position in training: sets the adversarial warm-up and the stage-2 switch.
+
+        Returns
+        -------
+        dict
+            ``"loss"`` (the total to minimise) plus its parts, each a 0-d tensor: ``bridge``
+            (L1 on ``x_t − x_0``) and per level ``l1_k``, ``ssim_k`` and ``adv_k``, computed on
+            the image reconstructed at that level from the ground-truth LL and the generated
+            details.
+        """
+        self._check_pair(degraded, target)
+        cfg = self.config
+        fraction = step / max(total_steps, 1)
+        x_lls, x_details = self._levels(target)
+        y_lls, y_details = self._levels(degraded)
+        out: dict[str, Tensor] = {"bridge": self.bridge.p_losses(self.denoiser, x_lls[0], y_lls[0])}
+        alpha = cfg.adv_weight * _ramp(fraction, cfg.adv_start, cfg.adv_ramp)
+        conds = self._conditioning(y_lls, y_details, x_lls, fraction >= cfg.robust_start)
+        total = out["bridge"]
+        for i, head in enumerate(self.heads):
+            z = torch.randn_like(conds[i])
+            fake = synthesise(x_lls[i], head(conds[i], y_lls[i], y_details[i], z))
+            real = synthesise(x_lls[i], x_details[i])
+            l1 = (fake - real).abs().mean()
+            ssim_loss = 1.0 - ssim(fake, real, self.ssim_window)
+            out[f"l1_{i}"], out[f"ssim_{i}"] = l1, ssim_loss
+            total = total + l1 + cfg.ssim_weight * ssim_loss
+            if alpha > 0:
+                y_up = synthesise(y_lls[i], y_details[i])
+                critic = self.discriminators[i]
+                critic.requires_grad_(False)
+                adv = -critic(torch.cat((fake, y_up), dim=1)).mean()
+                critic.requires_grad_(True)
+                out[f"adv_{i}"] = adv
+                total = total + alpha * adv
+        out["loss"] = total
+        return out
+
+    def discriminator_loss(
+        self, degraded: Tensor, target: Tensor, *, step: int, total_steps: int
+    ) -> dict[str, Tensor] | None:
+        """Hinge loss of the per-level critics, or None before the adversarial warm-up ends.
+
+        Fakes are regenerated without gradients from the ground-truth LL; inputs as for
+        :meth:`losses`.
+        """
+        cfg = self.config
+        if cfg.adv_weight <= 0 or step / max(total_steps, 1) < cfg.adv_start:
+            return None
+        self._check_pair(degraded, target)
+        x_lls, x_details = self._levels(target)
+        y_lls, y_details = self._levels(degraded)
+        out: dict[str, Tensor] = {}
+        total = torch.zeros((), device=degraded.device)
+        for i, head in enumerate(self.heads):
+            with torch.no_grad():
+                z = torch.randn_like(x_lls[i])
+                fake = synthesise(x_lls[i], head(x_lls[i], y_lls[i], y_details[i], z))
+            real = synthesise(x_lls[i], x_details[i])
+            y_up = synthesise(y_lls[i], y_details[i])
+            critic = self.discriminators[i]
+            d_real = critic(torch.cat((real, y_up), dim=1))
+            d_fake = critic(torch.cat((fake, y_up), dim=1))
+            loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+            out[f"d_{i}"] = loss
+            total = total + loss
+        out["loss"] = total
+        return out
+
+    @torch.inference_mode()
+    def restore_normalised(
+        self,
+        y_norm: Tensor,
+        steps: int | None = None,
+        eta: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Restore normalised frames: bridge on the coarsest LL, then the heads coarse → fine.
+
+        Parameters
+        ----------
+        y_norm
+            ``(B, 1, H, W)`` float, normalised degraded frames; ``H``, ``W`` multiples of
+            :attr:`multiple` (pad first).
+        steps, eta
+            Bridge hops and stochasticity; the config's defaults when None.
+        generator
+            Source of all sampling noise (bridge and the heads' ``z``), on ``y_norm``'s device.
+
+        Returns
+        -------
+        Tensor
+            ``(B, 1, H, W)`` float, same dtype as ``y_norm``, normalised units, not clamped.
+        """
+        steps = self.config.steps if steps is None else steps
+        eta = self.config.eta if eta is None else eta
+        y_lls, y_details = self._levels(y_norm)
+        ll = self.bridge.sample(self.denoiser, y_lls[0], steps, eta, generator)
+        for i, head in enumerate(self.heads):
+            z = torch.randn(ll.shape, generator=generator, device=ll.device, dtype=ll.dtype)
+            ll = synthesise(ll, head(ll, y_lls[i], y_details[i], z))
+        return ll
+
+    def export(self, stem: Path, provenance: dict[str, object] | None = None) -> Path:
+        """Write ``stem.safetensors`` + ``stem.json`` (see :meth:`MSCGMRestorer.save`)."""
+        return MSCGMRestorer(self, provenance=provenance).save(stem)
+
+
+# ---------------------------------------------------------------------- the restorer
+
+
+def _weights(model: MSCGM) -> dict[str, Tensor]:
+    """Inference weights only: the critics are training-time state."""
+    return {
+        k: v.detach().contiguous().cpu()
+        for k, v in model.state_dict().items()
+        if not k.startswith("discriminators.")
+    }
+
+
+def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, tile - overlap))
+    return [*starts, size - tile]
+
+
+def _blend_window(h: int, w: int, overlap: int) -> np.ndarray:
+    """Weights rising linearly over ``overlap`` pixels at every tile edge (never exactly 0)."""
+
+    def ramp(n: int) -> np.ndarray:
+        r = np.ones(n)
+        k = min(overlap, n // 2)
+        if k > 0:
+            edge = (np.arange(k) + 1) / (k + 1)
+            r[:k], r[n - k :] = edge, edge[::-1]
+        return r
+
+    return np.outer(ramp(h), ramp(w))
+
+
+class MSCGMRestorer:
+    """:class:`live_restore.restorer.Restorer` over an :class:`MSCGM` model.
+
+    Frames enter in camera units; each is normalised by its own percentiles, restored (tiled
+    with overlap above ``max_tile_pixels``), and mapped back through the same normalisation.
+
+    Parameters
+    ----------
+    model
+        A trained model (put in eval mode here).
+    device
+        ``"cuda"`` when available and None, else ``"cpu"``; bf16 autocast on CUDA only.
+    provenance
+        Extra config fields (seed, preset, steps_trained) recorded by :meth:`save`.
+    max_tile_pixels
+        Frames larger than this are restored in square tiles of side ``√max_tile_pixels``.
+    overlap
+        Tile overlap in pixels, blended linearly.
+    """
+
+    name = "mscgm"
+
+    def __init__(
+        self,
+        model: MSCGM,
+        device: str | None = None,
+        provenance: dict[str, object] | None = None,
+        max_tile_pixels: int = 1024 * 1024,
+        overlap: int = 32,
+        version: str | None = None,
+    ) -> None:
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if provenance:
+            config = MSCGMConfig.model_validate(model.config.model_dump() | provenance)
+            model.config = config
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.config = model.config
+        tile = math.isqrt(int(max_tile_pixels))
+        if tile < model.multiple or overlap < 0 or 2 * overlap >= tile:
+            raise ValueError(
+                f"max_tile_pixels={max_tile_pixels} and overlap={overlap} leave no usable tile "
+                f"(need a side ≥ {model.multiple} and more than twice the overlap)"
+            )
+        self.tile, self.overlap = tile, overlap
+        self.version = version or "unsaved"
+
+    # ------------------------------------------------------------------ restore
+
+    def restore(
+        self,
+        batch: np.ndarray,
+        *,
+        samples: int = 1,
+        seed: int | None = None,
+        steps: int | None = None,
+        eta: float | None = None,
+    ) -> RestoreResult:
+        """Restore ``batch`` (N, Y, X) or (Y, X), any numeric dtype, in camera units.
+
+        ``samples > 1`` draws that many restorations (with ``sample_eta`` unless ``eta`` is
+        given) and returns their mean and standard deviation; ``seed`` makes the result
+        reproducible. Output float32 (N, Y, X) in the input frames' camera units.
+        """
+        frames = check_batch(batch)
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+        if eta is None:
+            eta = self.config.eta if samples == 1 else self.config.sample_eta
+        generator = torch.Generator(self.device)
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(int(seed))
+        mean = np.empty_like(frames)
+        std = np.empty_like(frames) if samples > 1 else None
+        for n, frame in enumerate(frames):
+            norm, lo, scale = normalise_frame(frame, self.config.pmin, self.config.pmax)
+            draws = np.stack(
+                [self._restore_frame(norm, steps, eta, generator) for _ in range(samples)]
+            )
+            mean[n] = draws.mean(axis=0) * scale + lo
+            if std is not None:
+                std[n] = draws.std(axis=0) * scale
+        return RestoreResult(mean=mean, std=std)
+
+    def _restore_frame(
+        self, norm: np.ndarray, steps: int | None, eta: float, generator: torch.Generator
+    ) -> np.ndarray:
+        """One normalised ``(Y, X)`` frame, tiled with linear blending when it is large."""
+        h, w = norm.shape
+        if h * w <= self.tile * self.tile:
+            return self._restore_tile(norm, steps, eta, generator)
+        out = np.zeros((h, w), np.float64)
+        weight = np.zeros((h, w), np.float64)
+        th, tw = min(h, self.tile), min(w, self.tile)
+        window = _blend_window(th, tw, self.overlap)
+        for top in _tile_starts(h, th, self.overlap):
+            for left in _tile_starts(w, tw, self.overlap):
+                tile = norm[top : top + th, left : left + tw]
+                out[top : top + th, left : left + tw] += window * self._restore_tile(
+                    tile, steps, eta, generator
+                )
+                weight[top : top + th, left : left + tw] += window
+        return (out / weight).astype(np.float32)
+
+    def _restore_tile(
+        self, norm: np.ndarray, steps: int | None, eta: float, generator: torch.Generator
+    ) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(norm))[None, None].to(self.device)
+        # Frames smaller than two multiples would shrink the U-Nets' inner maps to 1 pixel,
+        # where GroupNorm has nothing to normalise: replicate them up to that size first.
+        h, w = norm.shape
+        least = 2 * self.model.multiple
+        extra = (max(least - h, 0), max(least - w, 0))
+        x = F.pad(x, (0, extra[1], 0, extra[0]), mode="replicate") if any(extra) else x
+        x, pad = pad_to_multiple(x, self.model.multiple)
+        pad = (pad[0] + extra[0], pad[1] + extra[1])
+        with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
+            y = self.model.restore_normalised(x, steps, eta, generator)
+        return crop(y.float(), pad)[0, 0].cpu().numpy()
+
+    # ------------------------------------------------------------------ consistency
+
+    def consistency(self, raw: np.ndarray, restored: np.ndarray) -> float:
+        """Data-consistency score of one restored frame against its raw frame (camera units).
+
+        The raw frame should be the restored one seen through the task's forward model ``F``
+        plus Poisson–Gaussian noise. With ``v = gain · F(restored) + floor`` estimated from the
+        raw frame (:func:`live_restore.noise.estimate_noise`, floored at a quarter of ``gain``)
+        and the whitened residual ``r = (raw − F(restored)) / √v``, the score is
+
+            ``mean((G_σ * r)²) / Σ G_σ²``  with a Gaussian ``G_σ``, ``σ`` = 1.5 px.
+
+        White noise scores ≈ 1 whatever ``σ``; smoothing over about a PSF lets a spatially
+        coherent residual (a hallucinated spot, a lost filament) add up instead of drowning in
+        per-pixel noise, so it scores several times higher. Well below 1 means the restoration
+        copied the noise. Returns a float ≥ 0; ≈ 1 is consistent.
+        """
+        raw = np.asarray(raw, dtype=np.float64)
+        restored = np.asarray(restored, dtype=np.float64)
+        if raw.ndim != 2 or raw.shape != restored.shape:
+            raise ValueError(
+                f"raw and restored must be 2-D frames of one shape, got {raw.shape} and "
+                f"{restored.shape}"
+            )
+        if not (np.isfinite(raw).all() and np.isfinite(restored).all()):
+            raise ValueError("raw and restored must not contain NaN or infinite values")
+        noise = estimate_noise(raw)
+        predicted = apply_forward_model(
+            restored, self.config.forward_model, self.config.blur_sigma_px
+        )
+        variance = np.maximum(noise.gain * predicted + noise.floor, 0.25 * noise.gain)
+        whitened = (raw - predicted) / np.sqrt(variance)
+        smoothed = scipy.ndimage.gaussian_filter(whitened, _CONSISTENCY_SIGMA_PX, mode="reflect")
+        return float(np.mean(smoothed**2) / _KERNEL_ENERGY)
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, stem: Path) -> Path:
+        """Write ``stem.safetensors`` (weights) and ``stem.json`` (config, normalisation, task,
+        levels, steps, provenance, format version, weights checksum); return the JSON path."""
+        stem = Path(stem)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        weights = stem.with_name(stem.name + ".safetensors")
+        save_file(_weights(self.model), str(weights))
+        self.version = file_checksum(weights)
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "name": stem.name,
+            "weights": weights.name,
+            "weights_checksum": self.version,
+            "task": self.config.task,
+            "levels": self.config.levels,
+            "steps": self.config.steps,
+            "normalisation": {
+                "kind": "percentile",
+                "pmin": self.config.pmin,
+                "pmax": self.config.pmax,
+                "inverse": "input",
+            },
+            "config": self.config.model_dump(mode="json"),
+        }
+        path = stem.with_name(stem.name + ".json")
+        path.write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str, device: str | None = None) -> MSCGMRestorer:
+        """Load ``NAME.json`` + ``NAME.safetensors`` (``path`` is either, or the stem).
+
+        Raises ``ValueError`` naming the file and the problem for a missing, corrupt,
+        mismatched or foreign file. Never unpickles.
+        """
+        path = Path(path)
+        stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+        meta_path = stem.with_name(stem.name + ".json")
+        if not meta_path.is_file():
+            raise ValueError(f"model description {meta_path} does not exist")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"model description {meta_path} is not valid JSON: {err}") from err
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise ValueError(f"{meta_path} is not an MSCGM model (format {found!r})")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{meta_path} has format_version {meta.get('format_version')!r}; this version "
+                f"of live_restore reads {FORMAT_VERSION}"
+            )
+        try:
+            config = MSCGMConfig.model_validate(meta.get("config"))
+        except ValidationError as err:
+            raise ValueError(f"{meta_path} holds an invalid MSCGM config: {err}") from err
+        weights = meta_path.with_name(str(meta.get("weights", stem.name + ".safetensors")))
+        if not weights.is_file():
+            raise ValueError(f"weights file {weights} (named in {meta_path}) does not exist")
+        checksum = file_checksum(weights)
+        if checksum != meta.get("weights_checksum"):
+            raise ValueError(
+                f"weights {weights} have checksum {checksum} but {meta_path} expects "
+                f"{meta.get('weights_checksum')!r}: the pair does not belong together or a "
+                "file is corrupt"
+            )
+        try:
+            state = load_file(str(weights))
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"weights file {weights} is corrupt: {err}") from err
+        model = MSCGM(config)
+        expected = _weights(model)
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+        if missing or unexpected or wrong:
+            raise ValueError(
+                f"weights {weights} do not match the config in {meta_path}: missing "
+                f"{missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
+            )
+        model.load_state_dict(state, strict=False)
+        return cls(model, device=device, version=checksum)

@@ -1,0 +1,233 @@
+"""MSCGM: pyramid bookkeeping, losses, restore() contract, consistency score, model files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.ndimage
+import torch
+
+from live_restore.mscgm import (
+    MSCGM,
+    MSCGMConfig,
+    MSCGMRestorer,
+    apply_forward_model,
+    match_target,
+    normalise_frame,
+    synthesise,
+)
+from live_restore.restorer import Restorer
+
+SMALL = {
+    "bridge_channels": 8,
+    "bridge_mults": (1, 2),
+    "head_channels": 8,
+    "finest_head_channels": 8,
+    "disc_channels": 8,
+    "num_timesteps": 100,
+    "steps": 2,
+}
+
+
+def _model(seed: int = 0, **overrides) -> MSCGM:
+    torch.manual_seed(seed)
+    model = MSCGM(MSCGMConfig(task="sted_denoise", **(SMALL | overrides)))
+    with torch.no_grad():  # leave the zero-initialised output layers, so outputs are non-trivial
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d) and not module.weight.any():
+                module.weight.normal_(0, 0.01)
+    return model
+
+
+@pytest.fixture(scope="module")
+def restorer() -> MSCGMRestorer:
+    return MSCGMRestorer(_model(), device="cpu")
+
+
+def _frames(n: int = 2, shape=(40, 48), seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.poisson(20.0, (n, *shape)).astype(np.float32) + 10.0
+
+
+def test_synthesis_inverts_the_pyramid():
+    model = _model()
+    x = torch.rand(2, 1, 32, 32, dtype=torch.float64)
+    lls, details = model._levels(x)
+    assert torch.allclose(synthesise(lls[-1], details[-1]), x)
+    assert torch.allclose(lls[0], torch.nn.functional.avg_pool2d(x, 4))
+
+
+def test_config_is_frozen_strict_and_checked():
+    with pytest.raises(ValueError, match="extra"):
+        MSCGMConfig(task="denoise", colour="red")
+    with pytest.raises(ValueError, match="blur_sigma_px"):
+        MSCGMConfig(task="confocal2sted", forward_model="confocal_blur")
+    with pytest.raises(ValueError, match="pmin must be below pmax"):
+        MSCGMConfig(task="denoise", pmin=50, pmax=40)
+    assert MSCGMConfig.for_task("confocal2sted").forward_model == "confocal_blur"
+    assert MSCGMConfig.for_task("sted_denoise").forward_model == "identity"
+
+
+def test_match_target_recovers_the_degraded_photometry():
+    rng = np.random.default_rng(0)
+    clean = scipy.ndimage.gaussian_filter(rng.random((64, 64)), 2) * 50
+    noisy = rng.poisson(clean * 2 + 5).astype(np.float64)
+    deg_n, lo, scale = normalise_frame(noisy, 0.2, 99.8)
+    tgt_n, _, _ = normalise_frame(clean, 0.2, 99.8)
+    matched = match_target(deg_n, tgt_n, MSCGMConfig(task="denoise"))
+    expected = (clean * 2 + 5 - lo) / scale  # the noise-free degraded frame, same units
+    assert abs(matched.mean() - deg_n.mean()) < 1e-3
+    assert np.abs(matched - expected).mean() < 0.1 * expected.std()
+
+
+def test_losses_are_finite_and_the_critic_waits_for_warm_up():
+    model = _model()
+    x = torch.rand(2, 1, 16, 16)
+    early = model.losses(x, x, step=0, total_steps=10)
+    assert {"loss", "bridge", "l1_0", "ssim_1"} <= set(early)
+    assert "adv_0" not in early
+    assert model.discriminator_loss(x, x, step=0, total_steps=10) is None
+    late = model.losses(x, x, step=9, total_steps=10)  # stage 2: heads see the bridge's LL
+    assert "adv_1" in late and torch.isfinite(late["loss"])
+    critic = model.discriminator_loss(x, x, step=9, total_steps=10)
+    assert critic is not None and torch.isfinite(critic["loss"])
+    with pytest.raises(ValueError, match="multiple of 8"):
+        model.losses(torch.rand(1, 1, 12, 12), torch.rand(1, 1, 12, 12), step=0, total_steps=1)
+
+
+def test_restorer_protocol(restorer):
+    assert isinstance(restorer, Restorer)
+    assert restorer.name == "mscgm"
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (1, 40), (40, 1), (8, 8)])
+def test_restore_any_size(restorer, shape):
+    out = restorer.restore(_frames(1, shape), seed=0)
+    assert out.mean.shape == (1, *shape)
+    assert out.mean.dtype == np.float32 and np.isfinite(out.mean).all()
+    assert out.std is None
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+def test_restore_accepts_camera_dtypes_and_returns_camera_units(restorer, dtype):
+    frames = _frames(2, (32, 32)).astype(dtype)
+    out = restorer.restore(frames, seed=0)
+    assert out.mean.shape == (2, 32, 32) and out.mean.dtype == np.float32
+    # the nearly untrained model stays close to its input, in the input's units (≈ 30 ADU)
+    assert abs(float(out.mean.mean()) - float(frames.mean())) < 5
+
+
+def test_restore_rejects_nan_and_bad_samples(restorer):
+    frames = _frames(2, (16, 16))
+    frames[1, 3, 3] = np.nan
+    with pytest.raises(ValueError, match=r"frame\(s\) \[1\]"):
+        restorer.restore(frames)
+    with pytest.raises(ValueError, match="samples"):
+        restorer.restore(_frames(1, (16, 16)), samples=0)
+
+
+def test_same_seed_same_output_and_samples_spread(restorer):
+    frames = _frames(1, (24, 24))
+    a = restorer.restore(frames, samples=2, seed=3)
+    b = restorer.restore(frames, samples=2, seed=3)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.std, b.std)
+    assert a.std is not None and float(a.std.mean()) > 0
+    c = restorer.restore(frames, samples=2, seed=4)
+    assert not np.array_equal(a.mean, c.mean)
+
+
+def test_tiling_blends_tiles_back_exactly(monkeypatch):
+    model = _model()
+    tiled = MSCGMRestorer(model, device="cpu", max_tile_pixels=32 * 32, overlap=8)
+    frames = _frames(1, (40, 70))
+    real = tiled.restore(frames, seed=0).mean
+    assert real.shape == frames.shape and np.isfinite(real).all()
+    # with a per-pixel tile restorer, overlapping tiles must blend back to the same map
+    monkeypatch.setattr(tiled, "_restore_tile", lambda norm, *args: 2 * norm)
+    _, lo, _ = normalise_frame(frames[0], 0.2, 99.8)
+    np.testing.assert_allclose(tiled.restore(frames).mean, 2 * frames - lo, rtol=1e-5)
+    with pytest.raises(ValueError, match="no usable tile"):
+        MSCGMRestorer(model, device="cpu", max_tile_pixels=64, overlap=4)
+
+
+def test_consistency_flags_hallucinated_structure(restorer):
+    rng = np.random.default_rng(1)
+    clean = 10.0 + 40.0 * scipy.ndimage.gaussian_filter(rng.random((96, 96)), 3)
+    raw = rng.poisson(clean).astype(np.float64)
+    spots = np.zeros_like(clean)
+    spots[rng.integers(0, 96, 10), rng.integers(0, 96, 10)] = 1.0
+    spots = scipy.ndimage.gaussian_filter(spots, 1.5)
+    faked = clean + 30.0 * spots / spots.max()  # ten PSF-sized hallucinated puncta
+    good = restorer.consistency(raw, clean)
+    assert 0.7 < good < 1.4
+    assert restorer.consistency(raw, faked) > 2 * good
+    assert restorer.consistency(raw, raw) < 0.1  # copying the noise is flagged too
+    with pytest.raises(ValueError, match="one shape"):
+        restorer.consistency(raw, clean[:10])
+
+
+def test_forward_models():
+    frame = np.zeros((21, 21))
+    frame[10, 10] = 1.0
+    np.testing.assert_array_equal(apply_forward_model(frame, "identity"), frame)
+    blurred = apply_forward_model(frame, "confocal_blur", 2.0)
+    assert blurred.sum() == pytest.approx(1.0) and blurred.max() < 0.1
+    with pytest.raises(ValueError, match="unknown forward model"):
+        apply_forward_model(frame, "fourier")
+
+
+def test_save_load_round_trip(restorer, tmp_path):
+    path = restorer.save(tmp_path / "m")
+    assert path == tmp_path / "m.json" and (tmp_path / "m.safetensors").is_file()
+    meta = json.loads(path.read_text())
+    assert meta["task"] == "sted_denoise" and meta["levels"] == 2
+    assert meta["normalisation"]["pmin"] == 0.2
+    loaded = MSCGMRestorer.load(tmp_path / "m", device="cpu")
+    assert loaded.version == restorer.version == meta["weights_checksum"]
+    frames = _frames(1, (33, 31))
+    np.testing.assert_array_equal(
+        restorer.restore(frames, seed=1).mean, loaded.restore(frames, seed=1).mean
+    )
+    assert MSCGMRestorer.load(tmp_path / "m.safetensors").version == loaded.version
+
+
+def test_load_reports_broken_files(restorer, tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        MSCGMRestorer.load(tmp_path / "missing.json")
+    path = restorer.save(tmp_path / "m")
+    meta = json.loads(path.read_text())
+    weights = tmp_path / "m.safetensors"
+
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        MSCGMRestorer.load(path)
+    path.write_text(json.dumps(meta | {"format_version": 99}))
+    with pytest.raises(ValueError, match="format_version 99"):
+        MSCGMRestorer.load(path)
+    path.write_text(json.dumps(meta | {"format": "something.else"}))
+    with pytest.raises(ValueError, match="not an MSCGM model"):
+        MSCGMRestorer.load(path)
+    path.write_text(json.dumps(meta | {"config": meta["config"] | {"levels": "many"}}))
+    with pytest.raises(ValueError, match="invalid MSCGM config"):
+        MSCGMRestorer.load(path)
+
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated: checksum no longer matches
+    path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="does not belong together or a file is corrupt"):
+        MSCGMRestorer.load(path)
+    from live_restore.restorer import file_checksum
+
+    path.write_text(json.dumps(meta | {"weights_checksum": file_checksum(weights)}))
+    with pytest.raises(ValueError, match="is corrupt"):
+        MSCGMRestorer.load(path)
+
+    other = MSCGMRestorer(_model(bridge_channels=16), device="cpu").save(tmp_path / "o")
+    other_meta = json.loads(other.read_text())
+    path.write_text(json.dumps(other_meta | {"weights": "m.safetensors"}))
+    (tmp_path / "m.safetensors").write_bytes((tmp_path / "o.safetensors").read_bytes())
+    path.write_text(json.dumps(meta | {"weights_checksum": other_meta["weights_checksum"]}))
+    with pytest.raises(ValueError, match="do not match the config"):
+        MSCGMRestorer.load(path)

@@ -1,0 +1,67 @@
+"""U-Net, detail head and patch critic: shapes, sizes, time conditioning, input checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from live_restore.networks import DetailHead, PatchDiscriminator, UNet
+
+
+def _params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("size", [(16, 16), (8, 24), (32, 8)])
+def test_unet_keeps_spatial_shape(size):
+    net = UNet(3, 2, base_channels=8, channel_mults=(1, 2, 4))
+    out = net(torch.randn(2, 3, *size))
+    assert out.shape == (2, 2, *size)
+
+
+def test_unet_starts_at_zero_output():
+    net = UNet(2, 1, base_channels=8, channel_mults=(1, 2))
+    assert torch.count_nonzero(net(torch.randn(1, 2, 8, 8))) == 0
+
+
+def test_time_embedding_changes_the_output():
+    torch.manual_seed(0)
+    net = UNet(2, 1, base_channels=8, channel_mults=(1, 2), time_embedding=True)
+    torch.nn.init.normal_(net.out.weight)  # leave the zero start, so t can show
+    x = torch.randn(1, 2, 8, 8)
+    a = net(x, torch.tensor([1]))
+    b = net(x, torch.tensor([900]))
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="pass t"):
+        net(x)
+
+
+def test_unet_rejects_indivisible_size_and_bad_widths():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        UNet(1, 1, base_channels=8, channel_mults=(1, 2, 4))(torch.randn(1, 1, 10, 12))
+    with pytest.raises(ValueError, match="channel_mults"):
+        UNet(1, 1, channel_mults=(1, 0))
+    with pytest.raises(ValueError, match="base_channels"):
+        UNet(1, 1, base_channels=0)
+
+
+def test_parameter_budgets():
+    bridge = UNet(2, 1, base_channels=16, channel_mults=(1, 2, 4, 8), time_embedding=True)
+    assert 1_000_000 <= _params(bridge) <= 4_000_000
+    assert _params(DetailHead(16)) <= 500_000
+    assert _params(DetailHead(8)) <= 50_000  # the finest head must stay light
+
+
+def test_detail_head_shapes():
+    head = DetailHead(8)
+    ll = torch.randn(2, 1, 12, 20)
+    out = head(ll, ll, torch.randn(2, 1, 3, 12, 20), torch.randn_like(ll))
+    assert out.shape == (2, 1, 3, 12, 20)
+
+
+def test_patch_discriminator_is_spectrally_normalised():
+    critic = PatchDiscriminator(2, base_channels=8, n_layers=2)
+    assert critic(torch.randn(3, 2, 32, 32)).shape == (3, 1, 8, 8)
+    names = [n for n, _ in critic.named_parameters()]
+    assert any("parametrizations.weight.original" in n for n in names)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in critic.modules())
