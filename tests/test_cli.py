@@ -141,3 +141,20 @@ def test_entry_point_acquisition_exits_cleanly_every_time(tmp_path):
             capture_output=True, text=True, timeout=120,
         )
         assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+
+
+def test_train_tiny_then_restore_and_list_with_the_new_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["train", "--task", "sted_denoise", "--preset", "tiny",
+                                 "--out", str(tmp_path / "mymodel")])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "mymodel.json").read_text())
+    assert meta["name"] == "mymodel" and meta["task"] == "sted_denoise"
+    tifffile.imwrite(tmp_path / "in.tif", np.random.default_rng(0).poisson(5, (2, 40, 40)),
+                     photometric="minisblack")
+    result = runner.invoke(app, ["restore", "in.tif", "out.tif", "--model",
+                                 str(tmp_path / "mymodel.json")])
+    assert result.exit_code == 0, result.output
+    assert tifffile.imread(tmp_path / "out.tif").shape == (2, 40, 40)
+    bad = runner.invoke(app, ["train", "--task", "nope", "--preset", "tiny", "--out", "x"])
+    assert bad.exit_code == 1 and "unknown task" in bad.output

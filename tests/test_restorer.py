@@ -76,3 +76,13 @@ def test_classical_has_no_outliers_at_low_counts_with_offset():
     out = ClassicalRestorer().restore(frame.astype(np.float32)).mean[0]
     assert out.max() <= 1.5 * frame.max()
     assert out.min() >= frame.min() - 5
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{not json", "not a valid JSON"), ('{"format": "other.thing"}', "known formats")],
+)
+def test_registry_refuses_broken_or_foreign_model_files(tmp_path, content, message):
+    (tmp_path / "m.json").write_text(content)
+    with pytest.raises(ValueError, match=message):
+        get_restorer(str(tmp_path / "m.json"))

@@ -180,6 +180,43 @@ def simulate(
 
 
 @app.command()
+def train(
+    task: Annotated[str, typer.Option(help="simulator task, e.g. sted_denoise")],
+    out: Annotated[Path, typer.Option(help="model stem: writes OUT.safetensors + OUT.json")],
+    preset: Annotated[str, typer.Option(help="tiny | quick | default")] = "default",
+    seed: Annotated[int, typer.Option(help="seed for data and initialisation")] = 0,
+    workdir: Annotated[Path | None, typer.Option(
+        help="checkpoints and cached pairs (default: runs/<name>); rerun to resume")] = None,
+) -> None:
+    """Train an MSCGM restorer on simulated pairs (resumable)."""
+    from live_restore import sim
+    from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+    from live_restore.training import PairDataset
+    from live_restore.training import preset as training_preset
+    from live_restore.training import train as run_training
+
+    try:
+        if task not in sim.TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {list(sim.TASKS)}")
+        config = training_preset(preset, seed=seed)
+        model_config = MSCGMConfig.for_task(task)
+        workdir = workdir or Path("runs") / out.name
+        data = PairDataset.for_model(model_config, config.n_pairs, seed, config.pair_size,
+                                     cache_dir=workdir)
+        with Progress(console=console) as progress:
+            bar = progress.add_task(f"training {task} ({preset})", total=config.steps)
+            exported = run_training(
+                MSCGM(model_config), data, config, workdir,
+                progress=lambda step, total, logs: progress.update(
+                    bar, completed=step, description=f"{task} loss {logs['loss']:.4f}"),
+            )
+        path = MSCGMRestorer.load(exported).save(out)
+    except (ValueError, OSError) as exc:
+        raise _fail(exc) from exc
+    console.print(f"wrote {path}")
+
+
+@app.command()
 def models() -> None:
     """List the built-in, shipped and user models."""
     from live_restore.restorer import list_models

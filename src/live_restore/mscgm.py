@@ -709,4 +709,6 @@ class MSCGMRestorer:
                 f"{missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
             )
         model.load_state_dict(state, strict=False)
-        return cls(model, device=device, version=checksum)
+        restorer = cls(model, device=device, version=checksum)
+        restorer.name = str(meta.get("name", cls.name))
+        return restorer

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib import import_module
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,10 @@ def settings_checksum(settings: dict) -> str:
 
 _BUILTINS: dict[str, Callable[..., Restorer]] = {}
 
+# Model-file formats (the "format" field of NAME.json) → the class that loads them; imported
+# only when such a file is opened, so listing models never imports torch.
+_LOADERS = {"live_restore.mscgm": ("live_restore.mscgm", "MSCGMRestorer")}
+
 
 def register_builtin(name: str, factory: Callable[..., Restorer]) -> None:
     """Make a restorer that needs no weight file available by name."""
@@ -107,7 +112,14 @@ def get_restorer(name: str, device: str | None = None) -> Restorer:
     if cfg is None:
         known = ", ".join(row["name"] for row in list_models())
         raise ValueError(f"unknown model {name!r}; available: {known}")
-    raise ValueError(f"model file {cfg} needs a loader that this version does not have")
+    try:
+        fmt = json.loads(cfg.read_text()).get("format")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+        raise ValueError(f"model description {cfg} is not a valid JSON object: {err}") from err
+    if fmt not in _LOADERS:
+        raise ValueError(f"{cfg} has model format {fmt!r}; known formats: {sorted(_LOADERS)}")
+    module, cls = _LOADERS[fmt]
+    return getattr(import_module(module), cls).load(cfg, device=device)
 
 
 def _register_classical() -> None:
