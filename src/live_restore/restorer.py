@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib import import_module
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
