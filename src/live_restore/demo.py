@@ -17,11 +17,34 @@ import useq
 from live_restore import sim
 from live_restore.acquisition import AcquisitionReport, managed_core, run_acquisition
 from live_restore.metrics import psnr, ssim
-from live_restore.restorer import get_restorer
+from live_restore.restorer import Restorer, get_restorer, list_models
 from live_restore.store import AcquisitionStore, FrameStatus
 
 SIM_CONFIG_NAME = "sim_confocal_sted.cfg"
 DEMO_CHANNELS = ("Confocal", "STED")
+CHANNEL_MODELS = {"Confocal": "confocal2sted", "STED": "sted_denoise"}
+"""With ``model="auto"``: the shipped model per channel, or ``classical`` where it is missing."""
+
+
+def channel_restorers(model: str = "auto", device: str | None = None) -> dict[str, Restorer]:
+    """One restorer per demo channel: ``auto`` picks the shipped model of each channel."""
+    if model != "auto":
+        restorer = get_restorer(model, device=device)
+        return dict.fromkeys(DEMO_CHANNELS, restorer)
+    shipped = {row["name"] for row in list_models()}
+    return {
+        channel: get_restorer(name if name in shipped else "classical", device=device)
+        for channel, name in CHANNEL_MODELS.items()
+    }
+
+
+def reference_channels(restorers: dict[str, Restorer]) -> dict[str, str]:
+    """A channel restored towards another modality is scored against that modality's truth."""
+    refs = {}
+    for channel, restorer in restorers.items():
+        task = getattr(getattr(restorer, "config", None), "task", None)
+        refs[channel] = "STED" if task == "confocal2sted" else channel
+    return refs
 
 
 def default_config() -> Path:
@@ -62,27 +85,46 @@ class DemoResult:
     figure: Path | None = None
 
 
-def evaluate_store(path: str | Path) -> dict[str, dict[str, float]]:
-    """Score every restored frame of a simulated acquisition against its noise-free truth."""
+def evaluate_store(
+    path: str | Path, references: dict[str, str] | None = None
+) -> dict[str, dict[str, float]]:
+    """Score every restored frame of a simulated acquisition against noise-free truth.
+
+    ``references`` maps a channel to the channel whose truth (same time point) is its
+    reference, e.g. Confocal → STED for a confocal→STED model; by default a channel's own.
+    """
     scores: dict[str, dict[str, list[float]]] = {}
+    references = references or {}
     with AcquisitionStore.open(path, mode="r") as store:
         names = store.channel_names or [""]
         for index in store.indices(FrameStatus.RESTORED):
-            truth_json = store.frame_metadata(index).get("sim_truth")
+            ref_channel = references.get(names[index.get("c", 0)])
+            ref_index = dict(index)
+            if ref_channel in names:
+                ref_index["c"] = names.index(ref_channel)
+            truth_json = store.frame_metadata(ref_index).get("sim_truth")
             if truth_json is None:
                 continue
             truth = sim.ground_truth(truth_json)
             raw = store.read_raw(index).astype(np.float32)
             restored = store.read_restored(index)
-            row = scores.setdefault(names[index.get("c", 0)], {})
+            name = names[index.get("c", 0)]
+            row = scores.setdefault(name, {"reference": ref_channel or name})
             for label, img in (("raw", raw), ("restored", restored)):
                 row.setdefault(f"{label}_psnr", []).append(psnr(img, truth))
                 row.setdefault(f"{label}_ssim", []).append(ssim(img, truth))
-    return {ch: {k: float(np.mean(v)) for k, v in row.items()} for ch, row in scores.items()}
+    return {
+        ch: {k: v if k == "reference" else float(np.mean(v)) for k, v in row.items()}
+        for ch, row in scores.items()
+    }
 
 
-def save_figure(path: str | Path, out_png: str | Path) -> Path:
-    """Side-by-side PNG of the last restored frame per channel: raw | restored | truth [| std]."""
+def save_figure(
+    path: str | Path, out_png: str | Path, references: dict[str, str] | None = None
+) -> Path:
+    """Side-by-side PNG of the last restored frame per channel: raw | restored | truth [| std].
+
+    The truth panel is that of the channel's reference (see :func:`evaluate_store`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,9 +138,11 @@ def save_figure(path: str | Path, out_png: str | Path) -> Path:
         rows = []
         for c, index in sorted(last.items()):
             panels = {"raw": store.read_raw(index), "restored": store.read_restored(index)}
-            truth_json = store.frame_metadata(index).get("sim_truth")
+            ref = (references or {}).get(names[c], names[c])
+            ref_index = {**index, "c": names.index(ref)} if ref in names else index
+            truth_json = store.frame_metadata(ref_index).get("sim_truth")
             if truth_json is not None:
-                panels["ground truth"] = sim.ground_truth(truth_json)
+                panels[f"{ref} truth"] = sim.ground_truth(truth_json)
             if store.has_uncertainty:
                 panels["uncertainty"] = store.read_uncertainty(index)
             rows.append((names[c], panels))
@@ -125,14 +169,14 @@ def run_demo(
     *,
     frames: int = 20,
     config: str | Path | None = None,
-    model: str = "classical",
+    model: str = "auto",
     device: str | None = None,
     seed: int = 0,
     roi: int = 256,
     overwrite: bool = False,
 ) -> DemoResult:
     """Run the demo acquisition, score it, and write ``<store>.png`` beside the store."""
-    restorer = get_restorer(model, device=device)
+    restorers = channel_restorers(model, device)
     sequence = demo_sequence(frames)
     output = Path(output)
     with managed_core(config or default_config()) as core:
@@ -142,10 +186,14 @@ def run_demo(
         if roi and roi < min(width, height):
             core.setROI((width - roi) // 2, (height - roi) // 2, roi, roi)
         report = run_acquisition(
-            core, sequence, output, restorer, overwrite=overwrite,
-            model_info={"name": restorer.name, "checksum": restorer.version},
+            core, sequence, output, restorers, overwrite=overwrite,
+            model_info={
+                "name": ",".join(f"{c}={r.name}" for c, r in restorers.items()),
+                "checksum": ",".join(r.version for r in restorers.values()),
+            },
             annotate=lambda img, meta: {"sim_truth": sim.frame_truth(img, meta)},
         )
-    quality = evaluate_store(output)
-    figure = save_figure(output, output.with_suffix(".png"))
+    references = reference_channels(restorers)
+    quality = evaluate_store(output, references)
+    figure = save_figure(output, output.with_suffix(".png"), references)
     return DemoResult(report=report, quality=quality, figure=figure)
