@@ -19,21 +19,12 @@ from live_restore.mscgm import (
     synthesise,
 )
 from live_restore.restorer import Restorer
-
-SMALL = {
-    "bridge_channels": 8,
-    "bridge_mults": (1, 2),
-    "head_channels": 8,
-    "finest_head_channels": 8,
-    "disc_channels": 8,
-    "num_timesteps": 100,
-    "steps": 2,
-}
+from tiny_models import SMALL_MSCGM
 
 
 def _model(seed: int = 0, **overrides) -> MSCGM:
     torch.manual_seed(seed)
-    model = MSCGM(MSCGMConfig(task="sted_denoise", **(SMALL | overrides)))
+    model = MSCGM(MSCGMConfig(task="sted_denoise", **(SMALL_MSCGM | overrides)))
     with torch.no_grad():  # leave the zero-initialised output layers, so outputs are non-trivial
         for module in model.modules():
             if isinstance(module, torch.nn.Conv2d) and not module.weight.any():

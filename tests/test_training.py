@@ -11,21 +11,12 @@ from safetensors.torch import load_file
 
 from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
 from live_restore.training import PairDataset, preset, train
-
-SMALL = {
-    "bridge_channels": 8,
-    "bridge_mults": (1, 2),
-    "head_channels": 8,
-    "finest_head_channels": 8,
-    "disc_channels": 8,
-    "num_timesteps": 100,
-    "steps": 2,
-}
+from tiny_models import SMALL_MSCGM
 
 
 def _model() -> MSCGM:
     torch.manual_seed(0)
-    return MSCGM(MSCGMConfig(task="sted_denoise", **SMALL))
+    return MSCGM(MSCGMConfig(task="sted_denoise", **SMALL_MSCGM))
 
 
 @pytest.fixture(scope="module")
