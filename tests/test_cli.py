@@ -158,3 +158,18 @@ def test_train_tiny_then_restore_and_list_with_the_new_model(tmp_path, monkeypat
     assert tifffile.imread(tmp_path / "out.tif").shape == (2, 40, 40)
     bad = runner.invoke(app, ["train", "--task", "nope", "--preset", "tiny", "--out", "x"])
     assert bad.exit_code == 1 and "unknown task" in bad.output
+
+
+def test_restore_reads_an_acquisition_store(tmp_path):
+    store = AcquisitionStore.create(tmp_path / "s.zarr", sizes={"t": 2}, frame_shape=(32, 40),
+                                    dtype="uint16")
+    rng = np.random.default_rng(0)
+    for t in range(2):
+        store.write_raw({"t": t}, rng.poisson(9, (32, 40)).astype(np.uint16))
+    store.close()
+    result = runner.invoke(app, ["restore", str(tmp_path / "s.zarr"), str(tmp_path / "o.tif")])
+    assert result.exit_code == 0, result.output
+    assert tifffile.imread(tmp_path / "o.tif").shape == (2, 32, 40)
+    steps = runner.invoke(app, ["restore", str(tmp_path / "s.zarr"), str(tmp_path / "p.tif"),
+                                "--steps", "2"])
+    assert steps.exit_code == 1 and "no sampling steps" in steps.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,18 +32,27 @@ def restore_stack(
     restorer: Restorer,
     *,
     samples: int = 1,
+    steps: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Restore every (Y, X) plane of an N-D array; float32 out, same shape."""
+    """Restore every (Y, X) plane of an N-D array; float32 out, same shape.
+
+    ``steps`` (sampling steps) only applies to diffusion restorers such as MSCGM.
+    """
     arr = np.asarray(image)
     if arr.ndim < 2:
         raise ValueError(f"expected an image with at least 2 dimensions, got shape {arr.shape}")
     if arr.dtype.kind not in "uif":
         raise TypeError(f"cannot restore an image of dtype {arr.dtype}")
+    options: dict[str, int] = {"samples": samples}
+    if steps is not None:
+        if "steps" not in inspect.signature(restorer.restore).parameters:
+            raise ValueError(f"restorer {restorer.name!r} has no sampling steps to set")
+        options["steps"] = steps
     planes = arr.reshape(-1, *arr.shape[-2:])
     out = np.empty(planes.shape, dtype=np.float32)
     for i, plane in enumerate(planes):
-        out[i] = restorer.restore(plane[None].astype(np.float32), samples=samples).mean[0]
+        out[i] = restorer.restore(plane[None].astype(np.float32), **options).mean[0]
         if progress:
             progress(i + 1, len(planes))
     return out.reshape(arr.shape)

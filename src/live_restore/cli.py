@@ -143,6 +143,7 @@ def restore(
     output: Annotated[Path, typer.Argument(help="float32 TIFF to write")],
     model: Annotated[str, typer.Option(help="restorer")] = "classical",
     samples: Annotated[int, typer.Option(help="samples per frame (stochastic models)")] = 1,
+    steps: Annotated[int | None, typer.Option(help="sampling steps (diffusion models)")] = None,
     device: Annotated[str | None, typer.Option(help="torch device")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing output")] = False,
 ) -> None:
@@ -157,7 +158,7 @@ def restore(
         image = load_image(input)
         with Progress(console=console) as progress:
             task = progress.add_task("restoring", total=None)
-            out = restore_stack(image, restorer, samples=samples,
+            out = restore_stack(image, restorer, samples=samples, steps=steps,
                                 progress=lambda i, n: progress.update(task, completed=i, total=n))
         save_image(output, out, overwrite=overwrite)
     except (ValueError, TypeError, OSError) as exc:
