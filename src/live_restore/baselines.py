@@ -16,15 +16,13 @@ build it with ``PairDataset.for_model(config.data_config(), ...)``), and both us
   and ``x̂_0`` clamped to ±``x0_clip`` rather than ±1, because normalised fluorescence
   exceeds 1.
 
-Model files are ``NAME.safetensors`` + ``NAME.json`` as for MSCGM, with the formats
-``live_restore.care`` and ``live_restore.ddpm``; :func:`save_model_files` and
-:func:`load_model_files` hold the format-independent half (checksums, key and shape checks,
-error messages) and import nothing from MSCGM, so MSCGM can share them.
+Model files are ``NAME.safetensors`` + ``NAME.json`` as for MSCGM
+(:mod:`live_restore.model_files`), with the formats ``live_restore.care`` and
+``live_restore.ddpm``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from itertools import pairwise
@@ -34,15 +32,14 @@ from typing import ClassVar, Literal, TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from live_restore import __version__
+from live_restore.model_files import load_model_files, save_model_files
 from live_restore.mscgm import MSCGMConfig, normalise_frame
 from live_restore.networks import UNet
-from live_restore.restorer import RestoreResult, check_batch, file_checksum
+from live_restore.restorer import RestoreResult, check_batch
 from live_restore.wavelets import crop, pad_to_multiple
 
 __all__ = [
@@ -55,8 +52,7 @@ __all__ = [
     "ConditionalDDPM",
     "DDPMConfig",
     "DDPMRestorer",
-    "load_model_files",
-    "save_model_files",
+    "cosine_alphas_cumprod",
 ]
 
 CARE_FORMAT = "live_restore.care"
@@ -66,105 +62,6 @@ FORMAT_VERSION = 1
 _MSCGM_FIELDS = MSCGMConfig.model_fields
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 ModelT = TypeVar("ModelT", bound=nn.Module)
-
-
-# ---------------------------------------------------------------------- model files
-
-
-def save_model_files(
-    stem: Path, weights: dict[str, Tensor], fmt: str, format_version: int, fields: dict
-) -> tuple[Path, str]:
-    """Write ``stem.safetensors`` and ``stem.json``; return the JSON path and the checksum.
-
-    The JSON holds ``format``, ``format_version``, ``name``, ``weights``, ``weights_checksum``
-    and then ``fields`` (task, normalisation, config, …), so any reader can check the pair.
-    """
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    weights_path = stem.with_name(stem.name + ".safetensors")
-    save_file(weights, str(weights_path))
-    checksum = file_checksum(weights_path)
-    meta = {
-        "format": fmt,
-        "format_version": format_version,
-        "name": stem.name,
-        "weights": weights_path.name,
-        "weights_checksum": checksum,
-        **fields,
-    }
-    path = stem.with_name(stem.name + ".json")
-    path.write_text(json.dumps(meta, indent=2))
-    return path, checksum
-
-
-def _article(kind: str) -> str:
-    return "an" if kind[:1].upper() in "AEFHILMNORSX" else "a"
-
-
-def load_model_files(
-    path: Path | str,
-    fmt: str,
-    format_version: int,
-    config_type: type[ConfigT],
-    kind: str,
-    build: Callable[[ConfigT], ModelT],
-    weights_of: Callable[[ModelT], dict[str, Tensor]],
-) -> tuple[ModelT, dict, str]:
-    """Read ``NAME.json`` + ``NAME.safetensors`` (``path`` is either, or the stem).
-
-    Checks the format, its version, the config (``config_type``), the weights' checksum and
-    that the weights fit ``build(config)`` key for key and shape for shape (``weights_of``
-    names the tensors a saved model holds). Returns the model with the weights loaded, the
-    JSON metadata and the checksum. Raises ``ValueError`` naming the file and the problem;
-    never unpickles.
-    """
-    path = Path(path)
-    stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
-    meta_path = stem.with_name(stem.name + ".json")
-    if not meta_path.is_file():
-        raise ValueError(f"model description {meta_path} does not exist")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"model description {meta_path} is not valid JSON: {err}") from err
-    if not isinstance(meta, dict) or meta.get("format") != fmt:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise ValueError(f"{meta_path} is not {_article(kind)} {kind} model (format {found!r})")
-    if meta.get("format_version") != format_version:
-        raise ValueError(
-            f"{meta_path} has format_version {meta.get('format_version')!r}; this version "
-            f"of live_restore reads {format_version}"
-        )
-    try:
-        config = config_type.model_validate(meta.get("config"))
-    except ValidationError as err:
-        raise ValueError(f"{meta_path} holds an invalid {kind} config: {err}") from err
-    weights = meta_path.with_name(str(meta.get("weights", stem.name + ".safetensors")))
-    if not weights.is_file():
-        raise ValueError(f"weights file {weights} (named in {meta_path}) does not exist")
-    checksum = file_checksum(weights)
-    if checksum != meta.get("weights_checksum"):
-        raise ValueError(
-            f"weights {weights} have checksum {checksum} but {meta_path} expects "
-            f"{meta.get('weights_checksum')!r}: the pair does not belong together or a "
-            "file is corrupt"
-        )
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f"weights file {weights} is corrupt: {err}") from err
-    model = build(config)
-    expected = weights_of(model)
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"weights {weights} do not match the config in {meta_path}: missing "
-            f"{missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
-        )
-    model.load_state_dict(state, strict=False)
-    return model, meta, checksum
 
 
 def _all_weights(model: nn.Module) -> dict[str, Tensor]:
@@ -420,6 +317,21 @@ class ConditionalDDPM(nn.Module):
 # ---------------------------------------------------------------------- restorers
 
 
+def _pad(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
+    """Pad ``(1, 1, H, W)`` to multiples of ``multiple`` and at least two of them per side.
+
+    Below two multiples the U-Net's innermost maps shrink to one pixel, where GroupNorm has
+    nothing to normalise: such frames are edge-replicated up first (as in MSCGM). Undo with
+    :func:`live_restore.wavelets.crop`.
+    """
+    h, w = x.shape[-2:]
+    extra = (max(2 * multiple - h, 0), max(2 * multiple - w, 0))
+    if any(extra):
+        x = F.pad(x, (0, extra[1], 0, extra[0]), mode="replicate")
+    x, pad = pad_to_multiple(x, multiple)
+    return x, (pad[0] + extra[0], pad[1] + extra[1])
+
+
 class _BaselineRestorer:
     """Restorer plumbing shared by the baselines: per-frame percentile normalisation in and
     its inverse out (as :class:`live_restore.mscgm.MSCGMRestorer`), pad to the U-Net's
@@ -478,7 +390,7 @@ class _BaselineRestorer:
         for n, frame in enumerate(frames):
             norm, lo, scale = normalise_frame(frame, self.config.pmin, self.config.pmax)
             x = torch.from_numpy(np.ascontiguousarray(norm))[None, None].to(self.device)
-            x, pad = pad_to_multiple(x, self.model.multiple)
+            x, pad = _pad(x, self.model.multiple)
             draws = []
             for _ in range(draws_per_frame):
                 with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):

@@ -188,34 +188,51 @@ def simulate(
 def train(
     task: Annotated[str, typer.Option(help="simulator task, e.g. sted_denoise")],
     out: Annotated[Path, typer.Option(help="model stem: writes OUT.safetensors + OUT.json")],
+    method: Annotated[str, typer.Option(help="mscgm | care | ddpm")] = "mscgm",
     preset: Annotated[str, typer.Option(help="tiny | quick | default")] = "default",
     seed: Annotated[int, typer.Option(help="seed for data and initialisation")] = 0,
     workdir: Annotated[Path | None, typer.Option(
         help="checkpoints and cached pairs (default: runs/<name>); rerun to resume")] = None,
 ) -> None:
-    """Train an MSCGM restorer on simulated pairs (resumable)."""
+    """Train MSCGM (or a baseline) on simulated pairs; same data and budget for every method."""
     from live_restore import sim
+    from live_restore.baselines import (
+        CARE,
+        CAREConfig,
+        CARERestorer,
+        ConditionalDDPM,
+        DDPMConfig,
+        DDPMRestorer,
+    )
     from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
     from live_restore.training import PairDataset
     from live_restore.training import preset as training_preset
     from live_restore.training import train as run_training
 
+    kinds = {"mscgm": (MSCGMConfig, MSCGM, MSCGMRestorer),
+             "care": (CAREConfig, CARE, CARERestorer),
+             "ddpm": (DDPMConfig, ConditionalDDPM, DDPMRestorer)}
     try:
         if task not in sim.TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {list(sim.TASKS)}")
+        if method not in kinds:
+            raise ValueError(f"unknown method {method!r}; expected one of {sorted(kinds)}")
+        config_cls, model_cls, restorer_cls = kinds[method]
         config = training_preset(preset, seed=seed)
-        model_config = MSCGMConfig.for_task(task)
+        model_config = config_cls.for_task(task)
+        data_config = model_config if method == "mscgm" else model_config.data_config()
         workdir = workdir or Path("runs") / out.name
-        data = PairDataset.for_model(model_config, config.n_pairs, seed, config.pair_size,
+        data = PairDataset.for_model(data_config, config.n_pairs, seed, config.pair_size,
                                      cache_dir=workdir)
         with Progress(console=console) as progress:
-            bar = progress.add_task(f"training {task} ({preset})", total=config.steps)
+            bar = progress.add_task(f"training {method} on {task} ({preset})",
+                                    total=config.steps)
             exported = run_training(
-                MSCGM(model_config), data, config, workdir,
+                model_cls(model_config), data, config, workdir,
                 progress=lambda step, total, logs: progress.update(
                     bar, completed=step, description=f"{task} loss {logs['loss']:.4f}"),
             )
-        path = MSCGMRestorer.load(exported).save(out)
+        path = restorer_cls.load(exported).save(out)
     except (ValueError, OSError) as exc:
         raise _fail(exc) from exc
     console.print(f"wrote {path}")
@@ -259,3 +276,37 @@ def bench_simulator_cmd(
     result = bench_simulator(frames=60 if quick else 200, pairs=4 if quick else 16)
     json_out.write_text(json.dumps(result, indent=2))
     console.print_json(json.dumps(result))
+
+
+@bench_app.command("restorers")
+def bench_restorers_cmd(
+    json_out: Annotated[Path, typer.Option("--json", help="where to write the JSON")],
+    quick: Annotated[bool, typer.Option(help="4 frames of 256² instead of 16 of 512²")] = False,
+    task: Annotated[list[str] | None, typer.Option(
+        help="repeatable; default confocal2sted and denoise")] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        help="TASK:METHOD=PATH (METHOD mscgm|care|ddpm), repeatable; default: shipped models")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="torch device")] = None,
+) -> None:
+    """MSCGM vs CARE, DDPM(-avg), classical and raw on a seeded simulated test set."""
+    from live_restore.bench_restorers import bench_restorers
+    from live_restore.restorer import list_models
+
+    try:
+        tasks = tuple(task or ("confocal2sted", "denoise"))
+        shipped = {row["name"]: row["path"] for row in list_models() if row["kind"] == "shipped"}
+        models: dict[str, dict[str, str]] = {
+            t: {"mscgm": shipped[t]} for t in tasks if t in shipped
+        }
+        for spec in model or []:
+            key, eq, path = spec.partition("=")
+            name, colon, method = key.partition(":")
+            if not (eq and colon):
+                raise ValueError(f"--model must be TASK:METHOD=PATH, got {spec!r}")
+            models.setdefault(name, {})[method] = path
+        result = bench_restorers(tasks, models, quick, device=device)
+    except ValueError as exc:
+        raise _fail(exc) from exc
+    json_out.write_text(json.dumps(result, indent=2))
+    console.print_json(json.dumps(result["targets_check"]))

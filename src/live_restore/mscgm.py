@@ -25,7 +25,6 @@ Scales: the pyramid's LL is the 2^J block mean and the details are scaled to [-1
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Literal
@@ -34,16 +33,15 @@ import numpy as np
 import scipy.ndimage
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from live_restore import __version__
 from live_restore.bridge import BrownianBridge
+from live_restore.model_files import load_model_files, save_model_files
 from live_restore.networks import DetailHead, PatchDiscriminator, UNet
 from live_restore.noise import estimate_noise
-from live_restore.restorer import RestoreResult, check_batch, file_checksum
+from live_restore.restorer import RestoreResult, check_batch
 from live_restore.wavelets import HaarPyramid, crop, haar_idwt2, pad_to_multiple
 
 __all__ = [
@@ -630,30 +628,24 @@ class MSCGMRestorer:
     def save(self, stem: Path) -> Path:
         """Write ``stem.safetensors`` (weights) and ``stem.json`` (config, normalisation, task,
         levels, steps, provenance, format version, weights checksum); return the JSON path."""
-        stem = Path(stem)
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        weights = stem.with_name(stem.name + ".safetensors")
-        save_file(_weights(self.model), str(weights))
-        self.version = file_checksum(weights)
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "name": stem.name,
-            "weights": weights.name,
-            "weights_checksum": self.version,
-            "task": self.config.task,
-            "levels": self.config.levels,
-            "steps": self.config.steps,
-            "normalisation": {
-                "kind": "percentile",
-                "pmin": self.config.pmin,
-                "pmax": self.config.pmax,
-                "inverse": "input",
+        path, self.version = save_model_files(
+            stem,
+            _weights(self.model),
+            FORMAT,
+            FORMAT_VERSION,
+            {
+                "task": self.config.task,
+                "levels": self.config.levels,
+                "steps": self.config.steps,
+                "normalisation": {
+                    "kind": "percentile",
+                    "pmin": self.config.pmin,
+                    "pmax": self.config.pmax,
+                    "inverse": "input",
+                },
+                "config": self.config.model_dump(mode="json"),
             },
-            "config": self.config.model_dump(mode="json"),
-        }
-        path = stem.with_name(stem.name + ".json")
-        path.write_text(json.dumps(meta, indent=2))
+        )
         return path
 
     @classmethod
@@ -663,52 +655,9 @@ class MSCGMRestorer:
         Raises ``ValueError`` naming the file and the problem for a missing, corrupt,
         mismatched or foreign file. Never unpickles.
         """
-        path = Path(path)
-        stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
-        meta_path = stem.with_name(stem.name + ".json")
-        if not meta_path.is_file():
-            raise ValueError(f"model description {meta_path} does not exist")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"model description {meta_path} is not valid JSON: {err}") from err
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-            raise ValueError(f"{meta_path} is not an MSCGM model (format {found!r})")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{meta_path} has format_version {meta.get('format_version')!r}; this version "
-                f"of live_restore reads {FORMAT_VERSION}"
-            )
-        try:
-            config = MSCGMConfig.model_validate(meta.get("config"))
-        except ValidationError as err:
-            raise ValueError(f"{meta_path} holds an invalid MSCGM config: {err}") from err
-        weights = meta_path.with_name(str(meta.get("weights", stem.name + ".safetensors")))
-        if not weights.is_file():
-            raise ValueError(f"weights file {weights} (named in {meta_path}) does not exist")
-        checksum = file_checksum(weights)
-        if checksum != meta.get("weights_checksum"):
-            raise ValueError(
-                f"weights {weights} have checksum {checksum} but {meta_path} expects "
-                f"{meta.get('weights_checksum')!r}: the pair does not belong together or a "
-                "file is corrupt"
-            )
-        try:
-            state = load_file(str(weights))
-        except (SafetensorError, OSError) as err:
-            raise ValueError(f"weights file {weights} is corrupt: {err}") from err
-        model = MSCGM(config)
-        expected = _weights(model)
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-        if missing or unexpected or wrong:
-            raise ValueError(
-                f"weights {weights} do not match the config in {meta_path}: missing "
-                f"{missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
-            )
-        model.load_state_dict(state, strict=False)
+        model, meta, checksum = load_model_files(
+            path, FORMAT, FORMAT_VERSION, MSCGMConfig, "MSCGM", MSCGM, _weights
+        )
         restorer = cls(model, device=device, version=checksum)
         restorer.name = str(meta.get("name", cls.name))
         return restorer

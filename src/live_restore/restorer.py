@@ -78,7 +78,11 @@ _BUILTINS: dict[str, Callable[..., Restorer]] = {}
 
 # Model-file formats (the "format" field of NAME.json) → the class that loads them; imported
 # only when such a file is opened, so listing models never imports torch.
-_LOADERS = {"live_restore.mscgm": ("live_restore.mscgm", "MSCGMRestorer")}
+_LOADERS = {
+    "live_restore.mscgm": ("live_restore.mscgm", "MSCGMRestorer"),
+    "live_restore.care": ("live_restore.baselines", "CARERestorer"),
+    "live_restore.ddpm": ("live_restore.baselines", "DDPMRestorer"),
+}
 
 
 def register_builtin(name: str, factory: Callable[..., Restorer]) -> None:

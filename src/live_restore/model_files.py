@@ -1,0 +1,119 @@
+"""Model files: ``NAME.safetensors`` (weights) + ``NAME.json`` (everything to rebuild them).
+
+Shared by every trained restorer (MSCGM, CARE, DDPM) so the checks — format, version,
+config, checksum, key and shape match — and their error messages are the same everywhere.
+Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from live_restore.restorer import file_checksum
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+ModelT = TypeVar("ModelT", bound=nn.Module)
+
+
+def save_model_files(
+    stem: Path, weights: dict[str, Tensor], fmt: str, format_version: int, fields: dict
+) -> tuple[Path, str]:
+    """Write ``stem.safetensors`` and ``stem.json``; return the JSON path and the checksum.
+
+    The JSON holds ``format``, ``format_version``, ``name``, ``weights``, ``weights_checksum``
+    and then ``fields`` (task, normalisation, config, …), so any reader can check the pair.
+    """
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    weights_path = stem.with_name(stem.name + ".safetensors")
+    save_file(weights, str(weights_path))
+    checksum = file_checksum(weights_path)
+    meta = {
+        "format": fmt,
+        "format_version": format_version,
+        "name": stem.name,
+        "weights": weights_path.name,
+        "weights_checksum": checksum,
+        **fields,
+    }
+    path = stem.with_name(stem.name + ".json")
+    path.write_text(json.dumps(meta, indent=2))
+    return path, checksum
+
+
+def _article(kind: str) -> str:
+    return "an" if kind[:1].upper() in "AEFHILMNORSX" else "a"
+
+
+def load_model_files(
+    path: Path | str,
+    fmt: str,
+    format_version: int,
+    config_type: type[ConfigT],
+    kind: str,
+    build: Callable[[ConfigT], ModelT],
+    weights_of: Callable[[ModelT], dict[str, Tensor]],
+) -> tuple[ModelT, dict, str]:
+    """Read ``NAME.json`` + ``NAME.safetensors`` (``path`` is either, or the stem).
+
+    Checks the format, its version, the config (``config_type``), the weights' checksum and
+    that the weights fit ``build(config)`` key for key and shape for shape (``weights_of``
+    names the tensors a saved model holds). Returns the model with the weights loaded, the
+    JSON metadata and the checksum. Raises ``ValueError`` naming the file and the problem;
+    never unpickles.
+    """
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+    meta_path = stem.with_name(stem.name + ".json")
+    if not meta_path.is_file():
+        raise ValueError(f"model description {meta_path} does not exist")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"model description {meta_path} is not valid JSON: {err}") from err
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"{meta_path} is not {_article(kind)} {kind} model (format {found!r})")
+    if meta.get("format_version") != format_version:
+        raise ValueError(
+            f"{meta_path} has format_version {meta.get('format_version')!r}; this version "
+            f"of live_restore reads {format_version}"
+        )
+    try:
+        config = config_type.model_validate(meta.get("config"))
+    except ValidationError as err:
+        raise ValueError(f"{meta_path} holds an invalid {kind} config: {err}") from err
+    weights = meta_path.with_name(str(meta.get("weights", stem.name + ".safetensors")))
+    if not weights.is_file():
+        raise ValueError(f"weights file {weights} (named in {meta_path}) does not exist")
+    checksum = file_checksum(weights)
+    if checksum != meta.get("weights_checksum"):
+        raise ValueError(
+            f"weights {weights} have checksum {checksum} but {meta_path} expects "
+            f"{meta.get('weights_checksum')!r}: the pair does not belong together or a "
+            "file is corrupt"
+        )
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"weights file {weights} is corrupt: {err}") from err
+    model = build(config)
+    expected = weights_of(model)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"weights {weights} do not match the config in {meta_path}: missing "
+            f"{missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
+        )
+    model.load_state_dict(state, strict=False)
+    return model, meta, checksum

@@ -1,0 +1,126 @@
+"""``bench_restorers``: JSON shape, skipped models, FRC plumbing and the targets check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from live_restore import bench_restorers as bench
+from live_restore.baselines import (
+    CARE,
+    CAREConfig,
+    CARERestorer,
+    ConditionalDDPM,
+    DDPMConfig,
+    DDPMRestorer,
+)
+from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+
+ROW_KEYS = {"psnr", "psnr_affine", "ssim", "frc_resolution_nm", "ms_per_frame", "steps", "params"}
+TINY = {"channels": 8, "channel_mults": (1, 2)}
+TINY_MSCGM = {
+    "bridge_channels": 8,
+    "bridge_mults": (1, 2),
+    "head_channels": 8,
+    "finest_head_channels": 8,
+    "disc_channels": 8,
+    "num_timesteps": 100,
+    "steps": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    task = "denoise"
+    restorers = {
+        "mscgm": MSCGMRestorer(MSCGM(MSCGMConfig.for_task(task, **TINY_MSCGM)), device="cpu"),
+        "care": CARERestorer(CARE(CAREConfig.for_task(task, **TINY)), device="cpu"),
+        "ddpm": DDPMRestorer(
+            ConditionalDDPM(DDPMConfig.for_task(task, **TINY, steps=3)), device="cpu"
+        ),
+    }
+    return {name: str(r.save(folder / name)) for name, r in restorers.items()}
+
+
+def test_quick_run_reports_every_row_and_skips_missing_models(model_files, tmp_path):
+    models = {
+        "denoise": model_files,
+        "confocal2sted": {"mscgm": model_files["mscgm"], "care": str(tmp_path / "gone.json")},
+    }
+    result = bench.bench_restorers(models=models, quick=True, frames=2, size=64)
+    assert set(result["tasks"]) == {"confocal2sted", "denoise"}
+    denoise = result["tasks"]["denoise"]
+    assert denoise["frame_shape"] == [64, 64] and denoise["frames"] == 2
+    assert denoise["device"] in ("cpu", "cuda") and denoise["threads"] >= 1
+    rows = denoise["methods"]
+    assert set(rows) == {"target", "raw", *bench.METHODS}
+    for name in ("raw", *bench.METHODS):
+        assert ROW_KEYS <= set(rows[name]), name
+        assert np.isfinite(rows[name]["psnr"]) and rows[name]["ms_per_frame"] >= 0
+    assert rows["raw"]["params"] == rows["classical"]["params"] == 0
+    assert rows["care"]["params"] > 0 and rows["care"]["steps"] == 1
+    assert rows["ddpm"]["steps"] == 3 and rows["mscgm"]["steps"] == 2
+    assert rows["ddpm_avg4"]["samples"] == 4 and rows["mscgm_avg4"]["samples"] == 4
+    assert rows["mscgm"]["frc_resolution_nm"] is None  # simulator cannot redraw noise yet
+    other = result["tasks"]["confocal2sted"]["methods"]
+    assert other["care"] == {"skipped": f"no model file: {tmp_path / 'gone.json'}"}
+    assert other["ddpm"]["skipped"].startswith("no model file") and "skipped" in other["ddpm_avg4"]
+    assert "psnr" in other["mscgm"]
+    check = result["targets_check"]["confocal2sted"]
+    assert check["mscgm_30x_faster_than_ddpm"] is None
+    assert check["mscgm_512_single_sample_le_250ms"] is None  # 64² frames
+    assert isinstance(result["targets_check"]["denoise"]["mscgm_psnr_ge_care_minus_0.5dB"], bool)
+
+
+def test_frc_uses_a_second_realisation_when_the_simulator_gives_one(monkeypatch, model_files):
+    def second(task: str, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        from live_restore import sim
+
+        degraded, target, _ = sim.make_pair(task, seed, size)
+        rng = np.random.default_rng(seed)
+        return degraded + rng.normal(0, 1, degraded.shape), target + rng.normal(0, 1, target.shape)
+
+    monkeypatch.setattr(bench, "_second_realisation", second)
+    result = bench.bench_restorers(
+        tasks=("denoise",), models={"denoise": {"care": model_files["care"]}}, frames=1, size=64
+    )
+    rows = result["tasks"]["denoise"]["methods"]
+    for name in ("target", "raw", "classical", "care"):
+        assert rows[name]["frc_resolution_nm"] > 0, name
+    assert result["targets_check"]["denoise"]["mscgm_frc_closer_to_target_than_care"] is None
+
+
+def test_targets_check():
+    rows = {
+        "mscgm": {"ms_per_frame": 10.0, "psnr": 30.0, "frc_resolution_nm": 60.0},
+        "mscgm_avg4": {"psnr": 31.0},
+        "care": {"ms_per_frame": 5.0, "psnr": 30.4, "frc_resolution_nm": 80.0},
+        "ddpm": {"ms_per_frame": 290.0, "psnr": 30.2},
+        "target": {"frc_resolution_nm": 55.0},
+    }
+    check = bench._targets(rows, [512, 512])
+    assert check == {
+        "mscgm_30x_faster_than_ddpm": False,
+        "mscgm_psnr_ge_ddpm_minus_0.3dB": True,
+        "mscgm_psnr_ge_care_minus_0.5dB": True,
+        "mscgm_avg4_psnr_ge_care": True,
+        "mscgm_frc_closer_to_target_than_care": True,
+        "mscgm_512_single_sample_le_250ms": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tasks": ("axial_inpaint",)}, "2-D simulator task"),
+        ({"frames": 0}, "frames must be"),
+        ({"models": {"haze": {}}}, "not benchmarked"),
+        ({"models": {"denoise": {"mscgm_avg4": "x"}}}, "unknown method"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        bench.bench_restorers(**kwargs)
