@@ -173,3 +173,17 @@ def test_restore_reads_an_acquisition_store(tmp_path):
     steps = runner.invoke(app, ["restore", str(tmp_path / "s.zarr"), str(tmp_path / "p.tif"),
                                 "--steps", "2"])
     assert steps.exit_code == 1 and "no sampling steps" in steps.output
+
+
+def test_dose_sweep_cli_writes_report_and_refuses_bad_doses(tmp_path):
+    out = tmp_path / "sweep"
+    result = runner.invoke(app, ["dose-sweep", "--doses", "5,20,80", "--frames-per-dose", "1",
+                                 "--modality", "STED", "--model", "classical", "--roi", "64",
+                                 "--bleach-frames", "10", "--output", str(out),
+                                 "--json", str(tmp_path / "d.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "d.json").read_text())
+    assert report["doses"] == [5, 20, 80] and report["reference_dose"] == 80
+    assert (out / "dose_sweep.png").is_file() and (out / "dose_strip.png").is_file()
+    bad = runner.invoke(app, ["dose-sweep", "--doses", "1,-5", "--output", str(tmp_path / "b")])
+    assert bad.exit_code == 1 and "-5" in bad.output

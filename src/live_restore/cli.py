@@ -249,6 +249,63 @@ def models() -> None:
     console.print(table)
 
 
+@app.command("dose-sweep")
+def dose_sweep(
+    config: Annotated[Path | None, typer.Option(
+        help="Micro-Manager config (default: the simulated confocal/STED microscope)")] = None,
+    doses: Annotated[str, typer.Option(help="comma-separated doses, e.g. 1,2,5,10,20,50,100")
+                     ] = "1,2,5,10,20,50,100",
+    reference_dose: Annotated[float | None, typer.Option(
+        help="the reference dose (default: the highest)")] = None,
+    frames_per_dose: Annotated[int, typer.Option(help="frames K per dose")] = 2,
+    modality: Annotated[str | None, typer.Option(
+        help="channel-group preset, e.g. Confocal or STED (default: every preset)")] = None,
+    model: Annotated[str, typer.Option(
+        help="restorer, or 'auto': sted_denoise / denoise when shipped, else classical")] = "auto",
+    target: Annotated[str | None, typer.Option(
+        help="e.g. 'ssim>=0.90' (default: raw SSIM at the reference dose)")] = None,
+    dose_property: Annotated[str | None, typer.Option(
+        help="'Device-Property' or config group that sets the dose (default: "
+             "<camera>-LaserPower, else the 'Dose' group)")] = None,
+    bleach_frames: Annotated[int, typer.Option(
+        help="frames N for the bleaching estimate and the recommended sequence")] = 100,
+    roi: Annotated[int, typer.Option(help="centred square ROI in pixels (0: full frame)")] = 256,
+    output: Annotated[Path, typer.Option(help="folder for the per-dose stores and figures")
+                      ] = Path("live-restore-dose-sweep"),
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the JSON report")] = None,
+    device: Annotated[str | None, typer.Option(help="torch device")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output")] = False,
+) -> None:
+    """Calibrate the lowest light dose whose restored frames still meet a quality target."""
+    from live_restore.dose import plot_strip, plot_sweep, run_dose_sweep
+
+    try:
+        report = run_dose_sweep(
+            output, config=config, doses=doses, reference_dose=reference_dose,
+            frames_per_dose=frames_per_dose, modality=modality, model=model, target=target,
+            dose_property=dose_property, roi=roi, bleach_frames=bleach_frames, device=device,
+            overwrite=overwrite, progress=console.print,
+        )
+        plot_sweep(report, output / "dose_sweep.png")
+        plot_strip(report, output / "dose_strip.png")
+    except (ValueError, OSError) as exc:
+        raise _fail(exc) from exc
+    if json_out is not None:
+        report.to_json(json_out)
+    for arm in report.arms:
+        factor = arm.dose_reduction_factor
+        console.print(_report_table(f"dose sweep: {arm.label} ({arm.model})", {
+            "target": f"{arm.target} ({arm.target.source})",
+            "recommended dose": "none" if arm.recommended_dose is None
+            else f"{arm.recommended_dose:g}",
+            "dose reduction factor": "n/a" if factor is None else f"{factor:.3g}x",
+            "note": arm.note,
+        }))
+    console.print(f"figures: {output / 'dose_sweep.png'}, {output / 'dose_strip.png'}")
+    if report.sequence:
+        console.print(f"sequence at the recommended dose: {report.sequence}")
+
+
 @bench_app.command("acquisition")
 def bench_acquisition_cmd(
     json_out: Annotated[Path, typer.Option("--json", help="where to write the JSON")],
