@@ -20,8 +20,7 @@ from live_restore.baselines import (
 from live_restore.mscgm import MSCGMConfig
 from live_restore.restorer import Restorer, file_checksum
 from live_restore.training import PairDataset, preset, train
-
-SMALL = {"channels": 8, "channel_mults": (1, 2)}
+from tiny_models import TINY_BASELINE, one_step_changes_loss
 
 
 def _perturb(model: torch.nn.Module) -> torch.nn.Module:
@@ -35,12 +34,12 @@ def _perturb(model: torch.nn.Module) -> torch.nn.Module:
 
 def _care(seed: int = 0, **overrides) -> CARE:
     torch.manual_seed(seed)
-    return _perturb(CARE(CAREConfig.for_task("denoise", **(SMALL | overrides))))
+    return _perturb(CARE(CAREConfig.for_task("denoise", **(TINY_BASELINE | overrides))))
 
 
 def _ddpm(seed: int = 0, **overrides) -> ConditionalDDPM:
     torch.manual_seed(seed)
-    config = DDPMConfig.for_task("confocal2sted", **(SMALL | {"steps": 4} | overrides))
+    config = DDPMConfig.for_task("confocal2sted", **(TINY_BASELINE | {"steps": 4} | overrides))
     return _perturb(ConditionalDDPM(config))
 
 
@@ -90,19 +89,8 @@ def test_cosine_schedule():
 def test_one_step_lowers_the_loss_on_a_fixed_batch(dataset, make):
     model = make()
     degraded, target = dataset.batch(4, 32, torch.Generator().manual_seed(0))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
-
-    def loss() -> torch.Tensor:
-        torch.manual_seed(1)  # same t and ε both times
-        return model.losses(degraded, target, step=0, total_steps=10)["loss"]
-
-    before = loss()
-    opt.zero_grad()
-    before.backward()
-    opt.step()
-    with torch.no_grad():
-        after = loss()
-    assert float(after) < float(before.detach())
+    before, after = one_step_changes_loss(model, model.parameters(), degraded, target)
+    assert after < before
 
 
 def test_losses_refuse_bad_patches():
@@ -114,7 +102,7 @@ def test_losses_refuse_bad_patches():
 
 def test_untrained_care_is_the_identity():
     torch.manual_seed(0)
-    restorer = CARERestorer(CARE(CAREConfig.for_task("denoise", **SMALL)), device="cpu")
+    restorer = CARERestorer(CARE(CAREConfig.for_task("denoise", **TINY_BASELINE)), device="cpu")
     frames = _frames(1)
     np.testing.assert_allclose(restorer.restore(frames).mean, frames, rtol=1e-5)
 

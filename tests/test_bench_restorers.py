@@ -16,18 +16,9 @@ from live_restore.baselines import (
     DDPMRestorer,
 )
 from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+from tiny_models import SMALL_MSCGM, TINY_BASELINE
 
 ROW_KEYS = {"psnr", "psnr_affine", "ssim", "frc_resolution_nm", "ms_per_frame", "steps", "params"}
-TINY = {"channels": 8, "channel_mults": (1, 2)}
-TINY_MSCGM = {
-    "bridge_channels": 8,
-    "bridge_mults": (1, 2),
-    "head_channels": 8,
-    "finest_head_channels": 8,
-    "disc_channels": 8,
-    "num_timesteps": 100,
-    "steps": 2,
-}
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +27,10 @@ def model_files(tmp_path_factory) -> dict[str, str]:
     torch.manual_seed(0)
     task = "denoise"
     restorers = {
-        "mscgm": MSCGMRestorer(MSCGM(MSCGMConfig.for_task(task, **TINY_MSCGM)), device="cpu"),
-        "care": CARERestorer(CARE(CAREConfig.for_task(task, **TINY)), device="cpu"),
+        "mscgm": MSCGMRestorer(MSCGM(MSCGMConfig.for_task(task, **SMALL_MSCGM)), device="cpu"),
+        "care": CARERestorer(CARE(CAREConfig.for_task(task, **TINY_BASELINE)), device="cpu"),
         "ddpm": DDPMRestorer(
-            ConditionalDDPM(DDPMConfig.for_task(task, **TINY, steps=3)), device="cpu"
+            ConditionalDDPM(DDPMConfig.for_task(task, **TINY_BASELINE, steps=3)), device="cpu"
         ),
     }
     return {name: str(r.save(folder / name)) for name, r in restorers.items()}

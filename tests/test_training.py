@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
 from live_restore.training import PairDataset, preset, train
-from tiny_models import SMALL_MSCGM
+from tiny_models import SMALL_MSCGM, one_step_changes_loss
 
 
 def _model() -> MSCGM:
@@ -29,21 +29,8 @@ def dataset(tmp_path_factory) -> PairDataset:
 def test_one_step_lowers_the_loss_on_a_fixed_batch(dataset):
     model = _model()
     degraded, target = dataset.batch(4, 32, torch.Generator().manual_seed(0))
-    opt = torch.optim.AdamW(
-        model.generator_parameters(), lr=1e-5
-    )  # Adam's first step is ±lr per weight; keep it small
-
-    def loss() -> torch.Tensor:
-        torch.manual_seed(1)  # same t, ε, z and augmentation both times
-        return model.losses(degraded, target, step=0, total_steps=100)["loss"]
-
-    before = loss()
-    opt.zero_grad()
-    before.backward()
-    opt.step()
-    with torch.no_grad():
-        after = loss()
-    assert float(after) < float(before.detach())
+    before, after = one_step_changes_loss(model, model.generator_parameters(), degraded, target)
+    assert after < before
 
 
 def test_dataset_is_normalised_cached_and_augmented(dataset, tmp_path):
