@@ -187,3 +187,27 @@ def test_dose_sweep_cli_writes_report_and_refuses_bad_doses(tmp_path):
     assert (out / "dose_sweep.png").is_file() and (out / "dose_strip.png").is_file()
     bad = runner.invoke(app, ["dose-sweep", "--doses", "1,-5", "--output", str(tmp_path / "b")])
     assert bad.exit_code == 1 and "-5" in bad.output
+
+
+def test_adapt_tiny_writes_an_adapted_model_and_refuses_a_known_defect(tmp_path):
+    from tiny_models import SMALL_MSCGM
+
+    from live_restore import sim
+    from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+
+    base = MSCGMRestorer(MSCGM(MSCGMConfig.for_task("denoise", **SMALL_MSCGM)), device="cpu")
+    base.save(tmp_path / "base")
+    defective, _, _ = sim.make_pairs("stripes", 3, seed=5, size=64)
+    clean, _, _ = sim.make_pairs("sted_denoise", 4, seed=6, size=64)
+    tifffile.imwrite(tmp_path / "defective.tif", defective, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "clean.tif", clean, photometric="minisblack")
+    args = ["adapt", "--defect", "my-stripes", "--defective", str(tmp_path / "defective.tif"),
+            "--clean", str(tmp_path / "clean.tif"), "--base", str(tmp_path / "base.json"),
+            "--preset", "tiny", "--out", str(tmp_path / "adapted")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "adapted.json").read_text())
+    assert meta["adaptation"]["defect"] == "my-stripes"
+    assert meta["adaptation"]["defective_frames"]["n"] == 3
+    taken = runner.invoke(app, [args[0], "--defect", "stripes", *args[3:]])
+    assert taken.exit_code == 1 and "stripes" in taken.output

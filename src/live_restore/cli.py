@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -247,6 +248,58 @@ def models() -> None:
     for row in list_models():
         table.add_row(row["name"], row["kind"], row["path"])
     console.print(table)
+
+
+@app.command()
+def adapt(
+    defect: Annotated[str, typer.Option(help="name of the new defect, e.g. my-camera")],
+    defective: Annotated[Path, typer.Option(help="TIFF stack of ≤ 10 defective frames (Y, X)")],
+    clean: Annotated[Path, typer.Option(help="TIFF stack of clean (high-dose) frames")],
+    out: Annotated[Path, typer.Option(help="model stem: writes OUT.safetensors + OUT.json")],
+    pairs: Annotated[Path | None, typer.Option(
+        help="folder with real degraded.tif + target.tif pairs (as `simulate` writes)")] = None,
+    base: Annotated[str, typer.Option(help="MSCGM model to adapt (name or NAME.json)")] = "denoise",
+    cingan: Annotated[Path | None, typer.Option(
+        help="pre-trained CIN-GAN (NAME.json); default: pre-train one on the simulator")] = None,
+    preset: Annotated[str, typer.Option(help="tiny | default (≤ 20 min on 2 CPU cores)")
+                      ] = "default",
+    cingan_out: Annotated[Path | None, typer.Option(
+        help="also save the CIN-GAN with the new row here (to add more defects later)")] = None,
+    seed: Annotated[int, typer.Option(help="seed for every random draw")] = 0,
+) -> None:
+    """Learn a new defect from a few frames (CIN-GAN) and fine-tune a restorer for it."""
+    from live_restore.adapt import adapt as run_adapt
+    from live_restore.adapt import adapt_preset
+    from live_restore.batch import load_image
+    from live_restore.mscgm import MSCGMRestorer
+    from live_restore.restorer import get_restorer
+
+    def frames(path: Path) -> np.ndarray:
+        image = load_image(path)
+        return image.reshape(-1, *image.shape[-2:])  # any (…, Y, X) stack → (N, Y, X)
+
+    try:
+        config = adapt_preset(preset)
+        restorer = get_restorer(base, device="cpu")
+        if not isinstance(restorer, MSCGMRestorer):
+            raise ValueError(f"--base {base!r} is a {restorer.name!r} restorer; adapt needs MSCGM")
+        real = None
+        if pairs is not None:
+            real = (frames(pairs / "degraded.tif"), frames(pairs / "target.tif"))
+        stages = {"pretrain": config.pretrain.steps, "defect": config.new_defect.steps,
+                  "finetune": config.finetune.steps}
+        if cingan is not None:
+            del stages["pretrain"]
+        with Progress(console=console) as progress:
+            bars = {name: progress.add_task(name, total=total) for name, total in stages.items()}
+            path = run_adapt(
+                restorer, defect, frames(defective), frames(clean), real, out=out,
+                preset=config, cingan=cingan, cingan_out=cingan_out, seed=seed,
+                progress=lambda stage, step, total: progress.update(bars[stage], completed=step),
+            )
+    except (ValueError, TypeError, OSError) as exc:
+        raise _fail(exc) from exc
+    console.print(f"wrote {path}")
 
 
 @app.command("dose-sweep")

@@ -26,6 +26,7 @@ Scales: the pyramid's LL is the 2^J block mean and the details are scaled to [-1
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -625,9 +626,10 @@ class MSCGMRestorer:
 
     # ------------------------------------------------------------------ files
 
-    def save(self, stem: Path) -> Path:
+    def save(self, stem: Path, extra: Mapping[str, object] | None = None) -> Path:
         """Write ``stem.safetensors`` (weights) and ``stem.json`` (config, normalisation, task,
-        levels, steps, provenance, format version, weights checksum); return the JSON path."""
+        levels, steps, provenance, format version, weights checksum, plus ``extra`` fields
+        such as an adaptation record); return the JSON path."""
         path, self.version = save_model_files(
             stem,
             _weights(self.model),
@@ -644,6 +646,7 @@ class MSCGMRestorer:
                     "inverse": "input",
                 },
                 "config": self.config.model_dump(mode="json"),
+                **(extra or {}),
             },
         )
         return path

@@ -97,13 +97,22 @@ def _model_files(name: str) -> Path | None:
     return None
 
 
+def _model_format(cfg: Path) -> object:
+    try:
+        meta = json.loads(cfg.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return meta.get("format") if isinstance(meta, dict) else None
+
+
 def list_models() -> list[dict[str, str]]:
     """Built-in restorers plus every ``NAME.json`` in the shipped and user model folders."""
     rows = [{"name": n, "kind": "builtin", "path": ""} for n in sorted(_BUILTINS)]
     for folder, kind in ((MODELS_DIR, "shipped"), (USER_MODELS_DIR, "user")):
         if folder.is_dir():
             for cfg in sorted(folder.glob("*.json")):
-                rows.append({"name": cfg.stem, "kind": kind, "path": str(cfg)})
+                if _model_format(cfg) in _LOADERS:  # e.g. a CIN-GAN file is not a restorer
+                    rows.append({"name": cfg.stem, "kind": kind, "path": str(cfg)})
     return rows
 
 

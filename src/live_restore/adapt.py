@@ -1,0 +1,386 @@
+"""Few-shot adaptation of an MSCGM restorer to a new defect, through the CIN-GAN.
+
+A user has a handful (≤ 10) of defective frames from their own instrument and no ground truth
+for them, plus a library of clean (high-dose) frames — their own, or the simulator's.
+:func:`adapt` then
+
+1. learns the defect as one new CIN row of a pre-trained CIN-GAN (pre-training one on the
+   simulator's defect tasks first if none is given), every other weight frozen;
+2. degrades tiles of the clean library with that row, several noisy draws per tile, into
+   synthetic (degraded, clean) pairs normalised exactly as the restorer normalises its input
+   (:class:`live_restore.training.PairDataset`);
+3. mixes in any real pairs the user has, as a fixed fraction of the training set (the seed's
+   ``alpha``: ``n_fake = n_real · (1/alpha − 1)``);
+4. fine-tunes a copy of the base restorer with :func:`live_restore.training.train` and writes a
+   new model whose JSON records what it was adapted from: the base model's name and checksum,
+   the defect, a checksum of the frames used and every setting.
+
+Swapping models in a live session is a new :class:`~live_restore.acquisition.LiveRestorer`
+(or ``run_acquisition``) with the adapted restorer: the store records per frame which model
+version restored it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from live_restore.cingan import (
+    CINGAN,
+    DEFAULT_DEFECTS,
+    GANTrainConfig,
+    fit_cingan,
+    normalise_frames,
+    pretrain_cingan,
+)
+from live_restore.mscgm import MSCGMRestorer, match_target, normalise_frame
+from live_restore.training import PairDataset, TrainConfig, train
+
+__all__ = ["ADAPT_PRESETS", "MAX_DEFECTIVE_FRAMES", "AdaptConfig", "adapt", "adapt_preset"]
+
+logger = logging.getLogger(__name__)
+
+#: The method is few-shot: more frames are accepted (with a warning) but were not validated.
+MAX_DEFECTIVE_FRAMES = 10
+
+Progress = Callable[[str, int, int], None]
+
+
+class AdaptConfig(BaseModel):
+    """Every setting of one adaptation; recorded in the adapted model's JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    preset: str = "custom"
+    pretrain: GANTrainConfig = Field(description="CIN-GAN pre-training, when none is given")
+    pretrain_pairs: int = Field(ge=1, description="simulated pairs per pre-training defect")
+    pretrain_size: int = Field(ge=16, description="side of the simulated pre-training frames")
+    new_defect: GANTrainConfig = Field(description="training of the new CIN row")
+    tile: int = Field(ge=16, description="side of the tiles the clean frames are cut into")
+    draws_per_tile: int = Field(ge=1, description="noisy CIN-GAN draws per clean tile")
+    real_fraction: float = Field(
+        0.3, gt=0, lt=1, description="share of real pairs in the training set, when given"
+    )
+    finetune: TrainConfig = Field(description="restorer fine-tuning (training.train)")
+    scope: Literal["all", "heads"] = Field(
+        "all", description="'all' weights, or only the detail heads (bridge frozen)"
+    )
+
+
+#: ``tiny`` runs in seconds (tests). ``default`` is sized from step times measured with one
+#: thread on the 2-core CPU while another training job shared it: CIN-GAN (default config,
+#: batch 4, patch 64, 2 critic steps) ≈ 0.24 s per step; MSCGM (default config, batch 8, patch
+#: 64) ≈ 0.11 / 0.17 / 0.26 s per step before the critic / with it / in stage 2, ≈ 0.17 s on
+#: average. Pre-training 1400 × 0.24 s ≈ 5.6 min, new row 600 × 0.24 s ≈ 2.4 min, fine-tuning
+#: 3000 × 0.17 s ≈ 8.4 min: ≈ 16.5 min in all, ≈ 11 min with a pre-trained CIN-GAN.
+ADAPT_PRESETS: dict[str, AdaptConfig] = {
+    "tiny": AdaptConfig(
+        preset="tiny",
+        pretrain=GANTrainConfig(steps=2, batch_size=2, patch_size=32, n_critic=1),
+        pretrain_pairs=1,
+        pretrain_size=32,
+        new_defect=GANTrainConfig(steps=2, batch_size=2, patch_size=32, n_critic=1),
+        tile=32,
+        draws_per_tile=1,
+        finetune=TrainConfig(
+            preset="adapt-tiny", steps=2, batch_size=2, patch_size=32, n_pairs=1, pair_size=32,
+            lr=5e-5, ema_decay=0.9, checkpoint_every=2,
+        ),
+    ),
+    "default": AdaptConfig(
+        preset="default",
+        pretrain=GANTrainConfig(steps=1400, batch_size=4, patch_size=64, n_critic=2),
+        pretrain_pairs=8,
+        pretrain_size=128,
+        new_defect=GANTrainConfig(steps=600, batch_size=4, patch_size=64, n_critic=2),
+        tile=128,
+        draws_per_tile=4,
+        finetune=TrainConfig(
+            preset="adapt-default", steps=3000, batch_size=8, patch_size=64, n_pairs=1,
+            pair_size=128, lr=5e-5, ema_decay=0.995, checkpoint_every=500,
+        ),
+    ),
+}
+
+
+def adapt_preset(name: str, **overrides: object) -> AdaptConfig:
+    """A named adaptation preset, optionally with some top-level fields replaced (validated)."""
+    if name not in ADAPT_PRESETS:
+        raise ValueError(
+            f"unknown adaptation preset {name!r}; expected one of {sorted(ADAPT_PRESETS)}"
+        )
+    return AdaptConfig.model_validate(ADAPT_PRESETS[name].model_dump() | overrides)
+
+
+# ---------------------------------------------------------------------- input checks
+
+
+def _frames(frames: np.ndarray | Sequence[np.ndarray], what: str) -> np.ndarray:
+    """``(N, Y, X)`` float32 from a stack or a list of 2-D frames of one size; clear errors
+    for no frames, mixed sizes, non-2-D frames, non-numeric data and NaN/inf."""
+    items = list(frames) if not isinstance(frames, np.ndarray) or frames.ndim == 3 else [frames]
+    if not items:
+        raise ValueError(f"no {what} frames given; pass at least one 2-D frame")
+    arrays = [np.asarray(f) for f in items]
+    not_2d = [i for i, a in enumerate(arrays) if a.ndim != 2]
+    if not_2d:
+        raise ValueError(
+            f"{what} frames must be 2-D (Y, X); frame(s) {not_2d} have shape(s) "
+            f"{[arrays[i].shape for i in not_2d[:3]]}"
+        )
+    shapes = sorted({a.shape for a in arrays})
+    if len(shapes) > 1:
+        raise ValueError(
+            f"{what} frames have mixed sizes {shapes}; crop or split them to one size first"
+        )
+    if any(a.dtype.kind not in "uif" for a in arrays):
+        dtypes = sorted({str(a.dtype) for a in arrays})
+        raise ValueError(f"{what} frames must be numeric, got dtype(s) {dtypes}")
+    stack = np.stack(arrays).astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(stack).reshape(len(stack), -1).all(axis=1))
+    if bad.size:
+        raise ValueError(f"{what} frame(s) {bad.tolist()} contain NaN or infinite values")
+    return stack
+
+
+def _check_size(stack: np.ndarray, side: int, what: str) -> None:
+    if min(stack.shape[1:]) < side:
+        raise ValueError(
+            f"{what} frames are {stack.shape[1]}×{stack.shape[2]} but these settings need at "
+            f"least {side}×{side}"
+        )
+
+
+def _digest(*stacks: np.ndarray) -> str:
+    """Short SHA-256 of the frames' bytes: which frames an adapted model was made from."""
+    h = hashlib.sha256()
+    for s in stacks:
+        h.update(np.ascontiguousarray(s).tobytes())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------- data
+
+
+def _tiles(stack: np.ndarray, side: int) -> np.ndarray:
+    """Non-overlapping ``side``² tiles of every frame (frames must be at least ``side``)."""
+    tiles = [
+        f[top : top + side, left : left + side]
+        for f in stack
+        for top in range(0, f.shape[0] - side + 1, side)
+        for left in range(0, f.shape[1] - side + 1, side)
+    ]
+    return np.stack(tiles)
+
+
+class _ArrayPairs(PairDataset):
+    """A :class:`PairDataset` over given normalised arrays (no simulation): reuses its
+    augmented :meth:`~PairDataset.batch`, so :func:`training.train` takes it unchanged."""
+
+    def __init__(self, degraded: np.ndarray, target: np.ndarray) -> None:
+        self.degraded = np.ascontiguousarray(degraded, np.float32)
+        self.target = np.ascontiguousarray(target, np.float32)
+
+
+def _normalised_pair(
+    degraded: np.ndarray, target: np.ndarray, restorer: MSCGMRestorer
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalise one (degraded, target) frame pair exactly as :class:`PairDataset` does."""
+    cfg = restorer.config
+    d, _, _ = normalise_frame(degraded, cfg.pmin, cfg.pmax)
+    t, _, _ = normalise_frame(target, cfg.pmin, cfg.pmax)
+    return d, match_target(d, t, cfg)
+
+
+@torch.no_grad()
+def _synthetic_pairs(
+    gan: CINGAN,
+    defect: str,
+    clean_tiles: np.ndarray,
+    draws: int,
+    restorer: MSCGMRestorer,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``draws`` CIN-GAN degradations of every clean tile, as normalised training pairs."""
+    generator = torch.Generator().manual_seed(seed)
+    clean_n = normalise_frames(clean_tiles, gan.config.pmin, gan.config.pmax)
+    degraded, target = [], []
+    for tile in clean_n:
+        x = torch.from_numpy(tile)[None, None].expand(draws, 1, *tile.shape)
+        for fake in gan.synthesise(x.contiguous(), defect, generator)[:, 0].numpy():
+            d, t = _normalised_pair(fake, tile, restorer)
+            degraded.append(d)
+            target.append(t)
+    return np.stack(degraded), np.stack(target)
+
+
+def _mix(
+    synthetic: tuple[np.ndarray, np.ndarray],
+    real: tuple[np.ndarray, np.ndarray] | None,
+    real_fraction: float,
+) -> _ArrayPairs:
+    """Repeat the real pairs so they make up ``real_fraction`` of the set (at least once)."""
+    if real is None:
+        return _ArrayPairs(*synthetic)
+    n_fake, n_real = len(synthetic[0]), len(real[0])
+    repeats = max(1, round(n_fake * real_fraction / (1 - real_fraction) / n_real))
+    degraded = np.concatenate([synthetic[0], *[real[0]] * repeats])
+    target = np.concatenate([synthetic[1], *[real[1]] * repeats])
+    return _ArrayPairs(degraded, target)
+
+
+# ---------------------------------------------------------------------- adapt
+
+
+def adapt(
+    base: MSCGMRestorer,
+    defect: str,
+    defective_frames: np.ndarray | Sequence[np.ndarray],
+    clean_frames: np.ndarray | Sequence[np.ndarray],
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    out: Path,
+    preset: str | AdaptConfig = "default",
+    cingan: CINGAN | Path | str | None = None,
+    cingan_out: Path | None = None,
+    workdir: Path | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Path:
+    """Adapt ``base`` to ``defect`` and write ``out.safetensors`` + ``out.json``.
+
+    Parameters
+    ----------
+    base
+        The restorer to start from (left unchanged: a copy is fine-tuned).
+    defect
+        Name of the new defect; must not already be a row of the CIN-GAN.
+    defective_frames
+        ``(N, Y, X)`` stack or list of 2-D frames, camera units, ``1 ≤ N``; more than
+        :data:`MAX_DEFECTIVE_FRAMES` is allowed but logged as a warning. No ground truth.
+    clean_frames
+        The clean library, ``(M, Y, X)`` or a list of 2-D frames of one size, camera units.
+    pairs
+        Optional real ``(degraded, target)`` stacks of one shape, mixed in at
+        ``real_fraction``.
+    out
+        Stem of the adapted model files.
+    preset
+        ``"tiny"``, ``"default"`` (≤ 20 min on a 2-core CPU) or an :class:`AdaptConfig`.
+    cingan
+        A pre-trained CIN-GAN (or the path of its files); None pre-trains one on the
+        simulator's defect tasks with the preset's ``pretrain`` settings.
+    cingan_out
+        Where to save the CIN-GAN with the new row (so more defects can be added later).
+    workdir
+        Fine-tuning checkpoints; a temporary folder when None.
+    seed
+        Seeds pre-training, the new row's training, the synthetic draws and fine-tuning.
+    progress
+        ``progress(stage, step, total)`` with stage ``"pretrain"``, ``"defect"`` or
+        ``"finetune"``.
+
+    Returns the path of ``out.json``. Raises ``ValueError`` for no frames, frames of mixed
+    sizes or with NaN, frames too small for the preset, a defect name the CIN-GAN already
+    has, or mismatched pairs.
+    """
+    config = adapt_preset(preset) if isinstance(preset, str) else preset
+    defective = _frames(defective_frames, "defective")
+    clean = _frames(clean_frames, "clean")
+    if len(defective) > MAX_DEFECTIVE_FRAMES:
+        logger.warning(
+            "%d defective frames given; adaptation is designed and tested for at most %d",
+            len(defective), MAX_DEFECTIVE_FRAMES,
+        )
+    _check_size(defective, config.new_defect.patch_size, "defective")
+    _check_size(clean, max(config.tile, config.new_defect.patch_size), "clean")
+    multiple = base.model.multiple
+    if config.finetune.patch_size % multiple or config.finetune.patch_size > config.tile:
+        raise ValueError(
+            f"finetune.patch_size {config.finetune.patch_size} must be a multiple of "
+            f"{multiple} (the base model's) and at most tile {config.tile}"
+        )
+    real = None
+    if pairs is not None:
+        real_d, real_t = _frames(pairs[0], "paired degraded"), _frames(pairs[1], "paired target")
+        if real_d.shape != real_t.shape:
+            raise ValueError(
+                f"paired degraded and target stacks differ in shape: {real_d.shape} and "
+                f"{real_t.shape}"
+            )
+        _check_size(real_d, config.tile, "paired")
+        normalised = [_normalised_pair(d, t, base) for d, t in zip(real_d, real_t, strict=True)]
+        real = (
+            _tiles(np.stack([d for d, _ in normalised]), config.tile),
+            _tiles(np.stack([t for _, t in normalised]), config.tile),
+        )
+
+    def stage(name: str) -> Callable[[int, int, dict[str, float]], None] | None:
+        if progress is None:
+            return None
+        return lambda step, total, _logs: progress(name, step, total)
+
+    gan = CINGAN.load(cingan) if isinstance(cingan, (str, Path)) else copy.deepcopy(cingan)
+    known = gan.defects if gan is not None else list(DEFAULT_DEFECTS)
+    if not defect or defect in known:
+        raise ValueError(
+            f"defect {defect!r} already exists in the CIN-GAN (defects: {known}); choose a "
+            "new, non-empty name"
+        )
+    if gan is None:
+        gan = pretrain_cingan(
+            DEFAULT_DEFECTS, config.pretrain_pairs, seed,
+            config.pretrain.model_copy(update={"seed": seed}), config.pretrain_size,
+            progress=stage("pretrain"),
+        )
+    gan.add_defect(defect)
+    gan_cfg = gan.config
+    fit_cingan(
+        gan,
+        {defect: normalise_frames(clean, gan_cfg.pmin, gan_cfg.pmax)},
+        {defect: normalise_frames(defective, gan_cfg.pmin, gan_cfg.pmax)},
+        config.new_defect.model_copy(update={"seed": seed}),
+        stage("defect"),
+    )
+    synthetic = _synthetic_pairs(
+        gan, defect, _tiles(clean, config.tile), config.draws_per_tile, base, seed
+    )
+    data = _mix(synthetic, real, config.real_fraction)
+    model = copy.deepcopy(base.model)
+    if config.scope == "heads":
+        model.denoiser.requires_grad_(False)
+    finetune = config.finetune.model_copy(update={"seed": seed})
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(workdir) if workdir is not None else Path(tmp)
+        exported = train(model, data, finetune, run_dir, stage("finetune"), resume=False)
+        restorer = MSCGMRestorer.load(exported)
+    cingan_path = None
+    if cingan_out is not None:
+        cingan_path = gan.save(cingan_out, {"added": defect, "seed": seed})
+    restorer.config = restorer.model.config = restorer.config.model_copy(
+        update={"steps_trained": base.config.steps_trained + finetune.steps,
+                "preset": f"adapt-{config.preset}"}
+    )
+    adaptation = {
+        "base_model": {"name": base.name, "checksum": base.version, "task": base.config.task},
+        "defect": defect,
+        "defective_frames": {"n": len(defective), "shape": list(defective.shape[1:]),
+                             "checksum": _digest(defective)},
+        "clean_frames": {"n": len(clean), "shape": list(clean.shape[1:]),
+                         "checksum": _digest(clean)},
+        "real_pairs": 0 if real is None else len(real[0]),
+        "training_tiles": {"synthetic": len(synthetic[0]), "total": len(data)},
+        "cingan": {"defects": gan.defects, "file": str(cingan_path) if cingan_path else None},
+        "seed": seed,
+        "settings": config.model_dump(mode="json"),
+    }
+    return restorer.save(Path(out), extra={"adaptation": adaptation})

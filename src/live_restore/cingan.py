@@ -1,0 +1,748 @@
+"""CIN-GAN: learn a microscope defect from unpaired frames and synthesise it on clean frames.
+
+After Razdaibiedina et al. (seed 002; notes/cingan_ddpm_sim.md §1): one generator maps a clean
+frame to a degraded one; every normalisation layer is a *conditional* instance norm holding one
+``(gamma, beta)`` row per defect type, and nothing else is defect specific. A new defect is
+learned by appending one row per table and training only those rows on a handful of the
+user's defective frames, so the defects already learned cannot change.
+
+Departures from the released code, each for a reason given in the notes:
+
+- **Per-channel CIN in every norm layer** (the released Keras code had one scalar per layer).
+- **Stochastic output.** The generator predicts the *expected* degraded intensity ``mu``; a
+  Poisson–Gaussian head with per-defect rows ``(log a, log b)`` adds reparameterised noise of
+  variance ``a · relu(mu) + b``. Without it the synthetic noise would be a deterministic
+  function of the clean frame, which is wrong for denoising.
+- **WGAN-GP critic** (λ = 10, no normalisation layers) with a projection-style defect
+  embedding, one row per defect, so one critic judges every defect.
+- **No pretrained VGG** (offline): the style loss matches fixed, differentiable Fourier and
+  wavelet statistics (:func:`style_statistics`); the content loss is the correlation of
+  band-passed images (:func:`content_loss`), which keeps structure in place while leaving the
+  defects free to change gain, offset, very low frequencies (haze) and fine detail (blur).
+
+Frames enter in camera units and are normalised by their own percentiles (the MSCGM
+convention, :func:`live_restore.mscgm.normalise_frame`); the critic and the style statistics
+see each patch standardised (zero mean, unit variance), so they judge the *shape* of a defect,
+not a frame's brightness.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import Tensor, nn
+
+from live_restore import __version__
+from live_restore.metrics import psnr
+from live_restore.model_files import load_model_files, save_model_files
+from live_restore.mscgm import normalise_frame
+from live_restore.sim import make_pairs
+from live_restore.wavelets import haar_dwt2
+
+__all__ = [
+    "CINGAN",
+    "DEFAULT_DEFECTS",
+    "CINGANConfig",
+    "CINGenerator",
+    "ConditionalInstanceNorm2d",
+    "GANTrainConfig",
+    "PoissonGaussianHead",
+    "WGANCritic",
+    "content_loss",
+    "divergence_psnr",
+    "fit_cingan",
+    "gradient_penalty",
+    "normalise_frames",
+    "pretrain_cingan",
+    "simulated_defect_frames",
+    "style_loss",
+    "style_statistics",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "live_restore.cingan"
+FORMAT_VERSION = 1
+
+#: Simulator tasks used as pre-training defects: low dose (two modalities), blur/resolution,
+#: axial undersampling, haze, scanner stripes and a foreign detector.
+DEFAULT_DEFECTS: tuple[str, ...] = (
+    "sted_denoise",
+    "confocal2sted",
+    "denoise",
+    "axial_inpaint",
+    "haze",
+    "stripes",
+    "detector",
+)
+
+
+# ---------------------------------------------------------------------- layers
+
+
+def _rows(count: int, width: int, value: float) -> nn.ParameterList:
+    return nn.ParameterList(nn.Parameter(torch.full((width,), value)) for _ in range(count))
+
+
+def _append_mean_row(rows: nn.ParameterList) -> None:
+    """Append a row equal to the mean of the existing ones (a neutral start for a new defect)."""
+    with torch.no_grad():
+        mean = torch.stack(tuple(rows)).mean(0)
+    rows.append(nn.Parameter(mean.clone()))
+
+
+def _select(rows: nn.ParameterList, defect: Tensor) -> Tensor:
+    """``(B,)`` long defect indices → ``(B, width)`` rows; only the rows used get gradients."""
+    return torch.stack(tuple(rows))[defect]
+
+
+class ConditionalInstanceNorm2d(nn.Module):
+    """Instance norm with one learned ``(gamma, beta)`` row per defect (Dumoulin et al.).
+
+    ``z = gamma[d] * (x - mu) / sigma + beta[d]``, with ``mu``, ``sigma`` over each sample's
+    spatial axes. Every row is its own :class:`~torch.nn.Parameter` (not one ``(N, C)``
+    matrix) so that freezing a defect is ``requires_grad_(False)`` on its rows and an
+    optimiser handed only the new rows cannot touch the old ones — not even through AdamW's
+    weight decay, which a gradient mask would not stop.
+    """
+
+    def __init__(self, channels: int, n_defects: int) -> None:
+        super().__init__()
+        self.gamma = _rows(n_defects, channels, 1.0)
+        self.beta = _rows(n_defects, channels, 0.0)
+
+    def add_row(self) -> list[nn.Parameter]:
+        """Append a row (mean of the existing rows); return its new parameters."""
+        _append_mean_row(self.gamma)
+        _append_mean_row(self.beta)
+        return [self.gamma[-1], self.beta[-1]]
+
+    def forward(self, x: Tensor, defect: Tensor) -> Tensor:
+        """``x`` ``(B, C, H, W)`` float, ``defect`` ``(B,)`` long → ``(B, C, H, W)``."""
+        h = F.instance_norm(x, eps=1e-5)
+        gamma = _select(self.gamma, defect)[:, :, None, None]
+        beta = _select(self.beta, defect)[:, :, None, None]
+        return gamma * h + beta
+
+
+class _CINConv(nn.Module):
+    """Conv → CIN → ReLU, the generator's unit."""
+
+    def __init__(self, cin: int, cout: int, n_defects: int, kernel: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, padding_mode="reflect")
+        self.norm = ConditionalInstanceNorm2d(cout, n_defects)
+
+    def forward(self, x: Tensor, defect: Tensor) -> Tensor:
+        return F.relu(self.norm(self.conv(x), defect))
+
+
+class _CINResBlock(nn.Module):
+    """Two 3×3 conv + CIN with an identity skip (CIN in the body too: notes §1 design)."""
+
+    def __init__(self, channels: int, n_defects: int) -> None:
+        super().__init__()
+        self.first = _CINConv(channels, channels, n_defects, 3)
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect")
+        self.norm = ConditionalInstanceNorm2d(channels, n_defects)
+
+    def forward(self, x: Tensor, defect: Tensor) -> Tensor:
+        return x + self.norm(self.conv(self.first(x, defect)), defect)
+
+
+class PoissonGaussianHead(nn.Module):
+    """Per-defect Poisson–Gaussian noise: ``x = mu + sqrt(a · relu(mu) + b) · ε``.
+
+    ``log a`` and ``log b`` are rows like the CIN tables, so a new defect learns its own noise
+    level. The Gaussian approximation of the Poisson part keeps the sample differentiable
+    (reparameterised) in ``mu``, ``a`` and ``b``; in normalised units the photon count is
+    large enough for it wherever the noise matters to the style statistics.
+    """
+
+    def __init__(self, n_defects: int) -> None:
+        super().__init__()
+        self.log_gain = _rows(n_defects, 1, math.log(1e-2))
+        self.log_floor = _rows(n_defects, 1, math.log(1e-4))
+
+    def add_row(self) -> list[nn.Parameter]:
+        """Append a row (mean of the existing rows); return its new parameters."""
+        _append_mean_row(self.log_gain)
+        _append_mean_row(self.log_floor)
+        return [self.log_gain[-1], self.log_floor[-1]]
+
+    def variance(self, mu: Tensor, defect: Tensor) -> Tensor:
+        """Per-pixel noise variance ``(B, 1, H, W)`` of the expected image ``mu``."""
+        a = _select(self.log_gain, defect).exp()[:, :, None, None]
+        b = _select(self.log_floor, defect).exp()[:, :, None, None]
+        return a * F.relu(mu) + b
+
+    def forward(
+        self, mu: Tensor, defect: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Sample one noisy image per expected image ``mu`` ``(B, 1, H, W)``."""
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + self.variance(mu, defect).sqrt() * eps
+
+
+class CINGenerator(nn.Module):
+    """Clean → degraded generator, ``(B, 1, H, W)`` → ``(B, 1, H, W)``; ``H``, ``W`` even.
+
+    Encoder (7×7 conv, one stride-2 conv), ``n_res`` residual blocks, decoder (nearest
+    upsampling + conv, 7×7 conv), every norm a :class:`ConditionalInstanceNorm2d`; the output
+    is a residual on the input whose last conv starts at zero, so an untrained generator is the
+    identity plus the noise head: content is kept from the first step.
+    """
+
+    def __init__(self, channels: int, n_res: int, n_defects: int) -> None:
+        super().__init__()
+        c = channels
+        self.stem = _CINConv(1, c, n_defects, 7)
+        self.down = _CINConv(c, 2 * c, n_defects, 3, stride=2)
+        self.body = nn.ModuleList(_CINResBlock(2 * c, n_defects) for _ in range(n_res))
+        self.up = _CINConv(2 * c, c, n_defects, 3)
+        self.out = nn.Conv2d(c, 1, 7, padding=3, padding_mode="reflect")
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.noise = PoissonGaussianHead(n_defects)
+
+    def defect_rows(self) -> list[nn.ParameterList]:
+        """Every per-defect table (CIN gammas/betas and the noise head's), in a fixed order."""
+        tables: list[nn.ParameterList] = []
+        for module in self.modules():
+            if isinstance(module, ConditionalInstanceNorm2d):
+                tables += [module.gamma, module.beta]
+        return [*tables, self.noise.log_gain, self.noise.log_floor]
+
+    def add_row(self) -> list[nn.Parameter]:
+        """Append a row to every table; return the new parameters (the only ones to train)."""
+        new: list[nn.Parameter] = []
+        for module in self.modules():
+            if isinstance(module, ConditionalInstanceNorm2d):
+                new += module.add_row()
+        return [*new, *self.noise.add_row()]
+
+    def expected(self, clean: Tensor, defect: Tensor) -> Tensor:
+        """The expected degraded intensity ``mu`` (before the noise head)."""
+        h, w = clean.shape[-2:]
+        if h % 2 or w % 2:
+            raise ValueError(f"CINGenerator needs even height and width, got {h}×{w}")
+        x = self.down(self.stem(clean, defect), defect)
+        for block in self.body:
+            x = block(x, defect)
+        x = self.up(F.interpolate(x, scale_factor=2.0, mode="nearest"), defect)
+        return clean + self.out(x)
+
+    def forward(
+        self, clean: Tensor, defect: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Return ``(sample, mu)``: a noisy degraded image and its expectation."""
+        mu = self.expected(clean, defect)
+        return self.noise(mu, defect, generator), mu
+
+
+class WGANCritic(nn.Module):
+    """WGAN-GP critic: strided convs with LeakyReLU, no normalisation (the gradient penalty is
+    per sample, which batch norm would break), and a projection-style defect embedding.
+
+    ``score = mean_xy(w·h + e[d]·h)`` for features ``h``: one critic serves every defect, and a
+    new defect adds one embedding row. Returns ``(B,)`` scores.
+    """
+
+    def __init__(self, channels: int, n_layers: int, n_defects: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(1, channels, 3, padding=1), nn.LeakyReLU(0.2)]
+        ch = channels
+        for _ in range(n_layers):
+            layers += [nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            ch *= 2
+        self.features = nn.Sequential(*layers)
+        self.out = nn.Conv2d(ch, 1, 1)
+        self.embed = _rows(n_defects, ch, 0.0)
+
+    def add_row(self) -> None:
+        """Append an embedding row for a new defect (mean of the others)."""
+        _append_mean_row(self.embed)
+
+    def forward(self, x: Tensor, defect: Tensor) -> Tensor:
+        """``x`` ``(B, 1, H, W)`` standardised patches, ``defect`` ``(B,)`` long → ``(B,)``."""
+        h = self.features(x)
+        proj = (_select(self.embed, defect)[:, :, None, None] * h).sum(1, keepdim=True)
+        return (self.out(h) + proj).mean(dim=(1, 2, 3))
+
+
+def gradient_penalty(
+    critic: WGANCritic, real: Tensor, fake: Tensor, defect: Tensor, weight: float = 10.0
+) -> Tensor:
+    """``weight · E[(‖∇D(x̂)‖₂ − 1)²]`` on ``x̂ = e·real + (1 − e)·fake``, ``e ~ U(0, 1)``.
+
+    Gulrajani et al.; ``create_graph=True`` so the penalty trains the critic. ``fake`` is
+    detached: the penalty constrains the critic, not the generator.
+    """
+    e = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    mixed = (e * real + (1 - e) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(mixed, defect).sum(), mixed, create_graph=True)
+    return weight * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+# ---------------------------------------------------------------------- losses
+
+
+def _standardise(x: Tensor) -> Tensor:
+    """Per-sample zero mean, unit variance: the critic and the statistics judge shape only."""
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    std = x.std(dim=(-2, -1), keepdim=True)
+    return (x - mean) / (std + 1e-6)
+
+
+def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    radius = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    g = torch.exp(-(t**2) / (2 * sigma**2))
+    g = g / g.sum()
+    x = F.pad(x, (radius,) * 4, mode="replicate")
+    x = F.conv2d(x, g.view(1, 1, 1, -1))
+    return F.conv2d(x, g.view(1, 1, -1, 1))
+
+
+def content_loss(mu: Tensor, clean: Tensor, sigmas: tuple[float, float] = (2.0, 8.0)) -> Tensor:
+    """``1 − corr(DoG(mu), DoG(clean))`` averaged over the batch; ``(B, 1, H, W)`` inputs.
+
+    A difference of Gaussians keeps the band where structure sits; a correlation ignores gain
+    and offset. So the loss pins the structure in place without fighting the defects, which
+    change intensity scale (detector), add very low frequencies (haze) or remove the finest
+    detail (blur). Computed on the expected image ``mu``, not on a noisy sample.
+    """
+    def band(x: Tensor) -> Tensor:
+        b = _gaussian_blur(x, sigmas[0]) - _gaussian_blur(x, sigmas[1])
+        return (b - b.mean(dim=(-2, -1), keepdim=True)).flatten(1)
+
+    a, b = band(mu), band(clean)
+    corr = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + 1e-8)
+    return (1 - corr).mean()
+
+
+_RADIAL_BINS = 12
+_ANGLE_BINS = 8
+_WAVELET_LEVELS = 3
+_QUANTILES = 16
+
+
+def _spectrum_masks(h: int, w: int, device: torch.device) -> dict[str, Tensor]:
+    """Masks over the ``rfft2`` half plane, each row normalised to a mean (sums to 1)."""
+    fy = torch.fft.fftfreq(h, device=device)[:, None].expand(h, w // 2 + 1)
+    fx = torch.fft.rfftfreq(w, device=device)[None, :].expand(h, w // 2 + 1)
+    r = torch.sqrt(fx**2 + fy**2)
+    theta = torch.atan2(fy, fx)  # in (-π/2, π/2]: every orientation once
+    edges = torch.linspace(0.0, 0.5, _RADIAL_BINS + 1, device=device)
+    radial = torch.stack([(r > lo) & (r <= hi) for lo, hi in pairwise(edges)])
+    annulus = (r >= 0.1) & (r <= 0.5)
+    a_edges = torch.linspace(-math.pi / 2, math.pi / 2, _ANGLE_BINS + 1, device=device)
+    angle = torch.stack([annulus & (theta >= lo) & (theta < hi) for lo, hi in pairwise(a_edges)])
+    axes = torch.stack([(fx == 0) & (fy.abs() >= 0.05), (fy == 0) & (fx >= 0.05)])
+    masks = {"radial": radial, "directional": angle, "axes": axes, "annulus": annulus[None]}
+    out = {}
+    for key, m in masks.items():
+        m = m.flatten(1).float()
+        out[key] = m / m.sum(1, keepdim=True).clamp(min=1)
+    return out
+
+
+def style_statistics(x: Tensor) -> dict[str, Tensor]:
+    """Fixed, differentiable statistics that describe a defect; ``x`` ``(B, 1, H, W)`` float.
+
+    Each patch is standardised first, then (all logs of mean powers, natural log):
+
+    - ``radial`` ``(B, 12)``: log radial power spectrum (Hann window) in 12 bins up to Nyquist;
+      the slope shows blur/OTF cut-off, the flat tail the noise floor.
+    - ``directional`` ``(B, 8)``: log power in 8 orientation bins of the 0.1–0.5 cycles/px
+      annulus, minus their mean: anisotropy (axial undersampling, scan direction).
+    - ``axes`` ``(B, 2)``: log power on the ``kx = 0`` and ``ky = 0`` lines relative to the
+      annulus: row and column stripes concentrate there.
+    - ``subbands`` ``(B, 18)``: log variance and log kurtosis of each Haar detail band
+      (horizontal, vertical, diagonal) at 3 levels: noise level, scale, and heavy tails (hot
+      pixels, sparse structure).
+    - ``histogram`` ``(B, 16)``: 16 quantiles of the standardised intensities (background
+      level, clipping, skew).
+
+    ``H`` and ``W`` must be divisible by 8.
+    """
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise ValueError(f"style_statistics expects (B, 1, H, W), got {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if h % 2**_WAVELET_LEVELS or w % 2**_WAVELET_LEVELS:
+        raise ValueError(f"style_statistics needs H and W divisible by 8, got {h}×{w}")
+    x = _standardise(x)
+    window = torch.outer(
+        torch.hann_window(h, periodic=False, device=x.device, dtype=x.dtype),
+        torch.hann_window(w, periodic=False, device=x.device, dtype=x.dtype),
+    )
+    power = torch.fft.rfft2(x[:, 0] * window).abs().square().flatten(1) / (h * w)
+    masks = _spectrum_masks(h, w, x.device)
+    eps = 1e-8
+
+    def band_power(key: str) -> Tensor:
+        return power @ masks[key].T.to(power.dtype)
+
+    annulus = torch.log(band_power("annulus") + eps)
+    directional = torch.log(band_power("directional") + eps)
+    stats = {
+        "radial": torch.log(band_power("radial") + eps),
+        "directional": directional - directional.mean(1, keepdim=True),
+        "axes": torch.log(band_power("axes") + eps) - annulus,
+    }
+    subbands, ll = [], x
+    for _ in range(_WAVELET_LEVELS):
+        ll, details = haar_dwt2(ll)
+        d = details[:, 0].flatten(2)  # (B, 3, n)
+        centred = d - d.mean(2, keepdim=True)
+        var = centred.square().mean(2)
+        kurt = centred.pow(4).mean(2) / (var.square() + eps)
+        subbands += [torch.log(var + eps), torch.log(kurt + eps)]
+    stats["subbands"] = torch.cat(subbands, dim=1)
+    levels = torch.linspace(0.01, 0.99, _QUANTILES, device=x.device, dtype=x.dtype)
+    stats["histogram"] = torch.quantile(x.flatten(1), levels, dim=1).T
+    return stats
+
+
+def style_loss(fake: Tensor, real: Tensor) -> Tensor:
+    """Mean over statistic groups of the L1 distance between the batch means of
+    :func:`style_statistics` of ``fake`` and of ``real`` (unpaired, so only distributions are
+    compared; both ``(B, 1, H, W)`` from one defect)."""
+    sf, sr = style_statistics(fake), style_statistics(real)
+    parts = [(sf[k].mean(0) - sr[k].mean(0)).abs().mean() for k in sf]
+    return torch.stack(parts).mean()
+
+
+# ---------------------------------------------------------------------- the model
+
+
+class CINGANConfig(BaseModel):
+    """Everything needed to rebuild a CIN-GAN; dumped into ``NAME.json``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    defects: tuple[str, ...] = Field(min_length=1, description="one CIN row per defect, in order")
+    channels: int = Field(16, ge=1, description="generator width (twice this after the down)")
+    n_res: int = Field(4, ge=0, description="residual blocks at half resolution")
+    critic_channels: int = Field(16, ge=1)
+    critic_layers: int = Field(3, ge=1, description="stride-2 critic layers")
+    pmin: float = Field(0.2, ge=0, lt=100, description="frame percentile mapped to 0")
+    pmax: float = Field(99.8, gt=0, le=100, description="frame percentile mapped to 1")
+    adv_weight: float = Field(0.1, ge=0, description="Wasserstein term in the generator loss")
+    content_weight: float = Field(1.0, ge=0)
+    style_weight: float = Field(1.0, ge=0)
+    gp_weight: float = Field(10.0, ge=0, description="gradient penalty λ (WGAN-GP: 10)")
+    package_version: str = __version__
+
+    @field_validator("defects")
+    @classmethod
+    def _unique(cls, defects: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not d for d in defects) or len(set(defects)) != len(defects):
+            raise ValueError(f"defect names must be unique and non-empty, got {defects!r}")
+        return defects
+
+
+class CINGAN(nn.Module):
+    """Generator, critic and losses; tensors in normalised units (module docstring)."""
+
+    def __init__(self, config: CINGANConfig) -> None:
+        super().__init__()
+        self.config = config
+        n = len(config.defects)
+        self.generator = CINGenerator(config.channels, config.n_res, n)
+        self.critic = WGANCritic(config.critic_channels, config.critic_layers, n)
+
+    @property
+    def defects(self) -> list[str]:
+        """Defect names, in CIN-row order."""
+        return list(self.config.defects)
+
+    @property
+    def multiple(self) -> int:
+        """Patches must be multiples of this (critic strides, Haar levels of the statistics)."""
+        return max(2**self.config.critic_layers, 2**_WAVELET_LEVELS)
+
+    def defect_index(self, name: str) -> int:
+        """Row of ``name``; ``ValueError`` listing the known defects otherwise."""
+        if name not in self.config.defects:
+            raise ValueError(f"unknown defect {name!r}; this CIN-GAN knows {self.defects}")
+        return self.config.defects.index(name)
+
+    def add_defect(self, name: str) -> list[nn.Parameter]:
+        """Append one row for ``name`` to every table and freeze everything else.
+
+        The shared generator weights and every other defect's rows get
+        ``requires_grad = False``; the returned parameters (the new CIN and noise rows) are
+        the only generator parameters left trainable. The critic gets a new embedding row and
+        stays fully trainable: it is never deployed, and fine-tuning all of it learns a new
+        defect faster. Raises ``ValueError`` if ``name`` is empty or already known.
+        """
+        if not name or name in self.config.defects:
+            raise ValueError(
+                f"defect {name!r} already exists in this CIN-GAN (defects: {self.defects}); "
+                "choose a new, non-empty name"
+            )
+        self.generator.requires_grad_(False)
+        new = self.generator.add_row()
+        for p in new:
+            p.requires_grad_(True)
+        self.critic.add_row()
+        self.config = self.config.model_copy(update={"defects": (*self.config.defects, name)})
+        return new
+
+    def _index(self, defect: int, batch: int, device: torch.device) -> Tensor:
+        return torch.full((batch,), defect, dtype=torch.long, device=device)
+
+    def synthesise(
+        self, clean: Tensor, defect: str, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Degrade normalised clean patches ``(B, 1, H, W)`` with ``defect`` (one noisy draw)."""
+        idx = self._index(self.defect_index(defect), clean.shape[0], clean.device)
+        sample, _ = self.generator(clean, idx, generator)
+        return sample
+
+    def generator_losses(self, clean: Tensor, defective: Tensor, defect: int) -> dict[str, Tensor]:
+        """Generator side on unpaired batches of one defect (row ``defect``).
+
+        ``loss = adv_weight · (−D(G(y))) + content_weight · content + style_weight · style``;
+        the critic's own weights are left out of the graph.
+        """
+        cfg = self.config
+        idx = self._index(defect, clean.shape[0], clean.device)
+        fake, mu = self.generator(clean, idx)
+        fake_s = _standardise(fake)
+        content = content_loss(mu, clean)
+        style = style_loss(fake_s, _standardise(defective))
+        self.critic.requires_grad_(False)
+        adv = -self.critic(fake_s, idx).mean()
+        self.critic.requires_grad_(True)
+        loss = cfg.adv_weight * adv + cfg.content_weight * content + cfg.style_weight * style
+        return {"loss": loss, "adv": adv, "content": content, "style": style}
+
+    def critic_losses(self, clean: Tensor, defective: Tensor, defect: int) -> dict[str, Tensor]:
+        """Critic side: ``D(fake) − D(real) + λ · GP``; fakes drawn without generator grads."""
+        idx = self._index(defect, clean.shape[0], clean.device)
+        with torch.no_grad():
+            fake, _ = self.generator(clean, idx)
+        fake_s, real_s = _standardise(fake), _standardise(defective)
+        wasserstein = self.critic(real_s, idx).mean() - self.critic(fake_s, idx).mean()
+        gp = gradient_penalty(self.critic, real_s, fake_s, idx, self.config.gp_weight)
+        return {"loss": -wasserstein + gp, "wasserstein": wasserstein, "gp": gp}
+
+    # ------------------------------------------------------------------ files
+
+    def _weights(self) -> dict[str, Tensor]:
+        return {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+
+    def save(self, stem: Path, provenance: dict[str, object] | None = None) -> Path:
+        """Write ``stem.safetensors`` + ``stem.json`` (generator and critic: the critic is kept
+        so a later defect starts from a trained one); return the JSON path."""
+        path, _ = save_model_files(
+            Path(stem),
+            self._weights(),
+            FORMAT,
+            FORMAT_VERSION,
+            {
+                "defects": self.defects,
+                "normalisation": {"kind": "percentile", "pmin": self.config.pmin,
+                                  "pmax": self.config.pmax},
+                "config": self.config.model_dump(mode="json"),
+                "provenance": provenance or {},
+            },
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> CINGAN:
+        """Load ``NAME.json`` + ``NAME.safetensors``; ``ValueError`` for a bad or foreign file."""
+        model, _, _ = load_model_files(
+            path, FORMAT, FORMAT_VERSION, CINGANConfig, "CIN-GAN", cls, cls._weights
+        )
+        return model
+
+
+# ---------------------------------------------------------------------- data and training
+
+
+def normalise_frames(frames: Sequence[np.ndarray], pmin: float, pmax: float) -> list[np.ndarray]:
+    """Each 2-D frame by its own percentiles (float32), as the restorer normalises inputs."""
+    return [normalise_frame(np.asarray(f, np.float64), pmin, pmax)[0] for f in frames]
+
+
+def _crops(
+    frames: Sequence[np.ndarray], batch: int, size: int, generator: torch.Generator
+) -> Tensor:
+    """Random square crops with a random flip and rot90 → ``(batch, 1, size, size)``."""
+    out = []
+    for _ in range(batch):
+        f = frames[int(torch.randint(len(frames), (1,), generator=generator))]
+        top = int(torch.randint(f.shape[0] - size + 1, (1,), generator=generator))
+        left = int(torch.randint(f.shape[1] - size + 1, (1,), generator=generator))
+        c = torch.from_numpy(np.ascontiguousarray(f[top : top + size, left : left + size]))
+        if int(torch.randint(2, (1,), generator=generator)):
+            c = c.flip(-1)
+        out.append(torch.rot90(c, int(torch.randint(4, (1,), generator=generator)), (-2, -1)))
+    return torch.stack(out)[:, None].float().contiguous()
+
+
+class GANTrainConfig(BaseModel):
+    """Optimisation settings for :func:`fit_cingan` (Adam as in WGAN-GP, n_critic steps)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: int = Field(ge=1, description="generator steps")
+    batch_size: int = Field(4, ge=2)
+    patch_size: int = Field(64, ge=16)
+    n_critic: int = Field(2, ge=1, description="critic steps per generator step")
+    lr_g: float = Field(1e-3, gt=0)
+    lr_d: float = Field(1e-4, gt=0)
+    seed: int = 0
+
+
+def fit_cingan(
+    model: CINGAN,
+    clean: Mapping[str, Sequence[np.ndarray]],
+    defective: Mapping[str, Sequence[np.ndarray]],
+    config: GANTrainConfig,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> dict[str, float]:
+    """Train ``model`` on unpaired normalised frames, one defect per step in turn.
+
+    Parameters
+    ----------
+    model
+        The CIN-GAN; only generator parameters with ``requires_grad`` are optimised (all of
+        them in pre-training, the new rows after :meth:`CINGAN.add_defect`). The critic is
+        always trained.
+    clean, defective
+        Per defect name (same keys, each a known defect): 2-D float frames, normalised
+        (:func:`normalise_frames`), each at least ``patch_size`` on a side. The two are drawn
+        independently, so no pairing is assumed.
+    config
+        Steps, batch, patch, learning rates.
+    progress
+        ``progress(step, total, logs)`` after every generator step.
+
+    Returns the last step's logs (generator and critic parts, seconds per step).
+    """
+    if set(clean) != set(defective) or not defective:
+        raise ValueError(
+            f"clean and defective must name the same defects, got {sorted(clean)} and "
+            f"{sorted(defective)}"
+        )
+    size = config.patch_size
+    if size % model.multiple:
+        raise ValueError(f"patch_size must be a multiple of {model.multiple}, got {size}")
+    for name, frames in [*clean.items(), *defective.items()]:
+        model.defect_index(name)
+        small = [f.shape for f in frames if min(f.shape) < size]
+        if not frames or small:
+            raise ValueError(
+                f"defect {name!r}: need frames of at least {size}×{size}, got "
+                f"{len(frames)} frame(s), too small: {small[:3]}"
+            )
+    names = sorted(defective, key=model.defect_index)
+    gen_params = [p for p in model.generator.parameters() if p.requires_grad]
+    opt_g = torch.optim.Adam(gen_params, lr=config.lr_g, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(model.critic.parameters(), lr=config.lr_d, betas=(0.5, 0.9))
+    rng = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    model.train()
+    logs: dict[str, float] = {}
+    started = time.perf_counter()
+    for step in range(config.steps):
+        name = names[step % len(names)]
+        d = model.defect_index(name)
+        for _ in range(config.n_critic):
+            y = _crops(clean[name], config.batch_size, size, rng)
+            x = _crops(defective[name], config.batch_size, size, rng)
+            parts = model.critic_losses(y, x, d)
+            opt_d.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            opt_d.step()
+        logs = {f"critic_{k}": float(v.detach()) for k, v in parts.items()}
+        y = _crops(clean[name], config.batch_size, size, rng)
+        x = _crops(defective[name], config.batch_size, size, rng)
+        gparts = model.generator_losses(y, x, d)
+        opt_g.zero_grad(set_to_none=True)
+        gparts["loss"].backward()
+        opt_g.step()
+        logs |= {k: float(v.detach()) for k, v in gparts.items()}
+        logs["seconds_per_step"] = (time.perf_counter() - started) / (step + 1)
+        if progress is not None:
+            progress(step + 1, config.steps, logs)
+    model.eval()
+    return logs
+
+
+def simulated_defect_frames(
+    task: str, n: int, seed: int, size: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Unpaired (clean, defective) frames of one simulator task, in camera units.
+
+    Defective frames are the degraded members of ``make_pairs(task, n, seed)``; clean ones the
+    targets of an *independent* draw (``seed + 1``), so no frame of one set has its partner in
+    the other. Stacks (``axial_inpaint``) contribute every plane as a frame.
+    """
+    degraded, _, _ = make_pairs(task, n, seed, size)
+    _, target, _ = make_pairs(task, n, seed + 1, size)
+    return list(target.reshape(-1, size, size)), list(degraded.reshape(-1, size, size))
+
+
+def pretrain_cingan(
+    defects: Sequence[str] = DEFAULT_DEFECTS,
+    n: int = 8,
+    seed: int = 0,
+    config: GANTrainConfig | None = None,
+    size: int = 128,
+    model_config: CINGANConfig | None = None,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> CINGAN:
+    """Multi-defect, unpaired pre-training on the simulator's defect tasks.
+
+    ``n`` pairs of side ``size`` per task are simulated (:func:`simulated_defect_frames`,
+    task ``i`` with seed ``seed + 2 i``); the model gets one CIN row per task, in order.
+    """
+    defects = tuple(defects)
+    model_config = model_config or CINGANConfig(defects=defects)
+    if model_config.defects != defects:
+        raise ValueError(
+            f"model_config.defects {model_config.defects} differ from defects {defects}"
+        )
+    config = config or GANTrainConfig(steps=50 * len(defects), seed=seed)
+    torch.manual_seed(seed)
+    model = CINGAN(model_config)
+    clean, defective = {}, {}
+    for i, task in enumerate(defects):
+        c, d = simulated_defect_frames(task, n, seed + 2 * i, size)
+        clean[task] = normalise_frames(c, model_config.pmin, model_config.pmax)
+        defective[task] = normalise_frames(d, model_config.pmin, model_config.pmax)
+    fit_cingan(model, clean, defective, config, progress)
+    return model
+
+
+@torch.no_grad()
+def divergence_psnr(
+    model: CINGAN, defect: str, clean: Sequence[np.ndarray], seed: int = 0
+) -> float:
+    """Mean PSNR(clean, G(clean)) over normalised 2-D frames (``metrics.psnr``: affine fit).
+
+    The seed's acceptance check: it should approach PSNR(clean, real defect) as the defect is
+    learned (seed 002, Fig. 7). Frames need even sides.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    scores = []
+    for frame in clean:
+        x = torch.from_numpy(np.ascontiguousarray(frame, np.float32))[None, None]
+        y = model.synthesise(x, defect, generator)[0, 0].numpy()
+        scores.append(psnr(y, frame))
+    return float(np.mean(scores))

@@ -1,0 +1,113 @@
+"""Few-shot adaptation: clear input errors, and adapted model files that round-trip."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from live_restore.adapt import MAX_DEFECTIVE_FRAMES, adapt, adapt_preset
+from live_restore.cingan import CINGAN, CINGANConfig
+from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+from live_restore.restorer import get_restorer
+from tiny_models import SMALL_MSCGM
+
+GAN = {"channels": 4, "n_res": 1, "critic_channels": 4, "critic_layers": 2}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def base(tmp_path) -> MSCGMRestorer:
+    torch.manual_seed(0)
+    restorer = MSCGMRestorer(MSCGM(MSCGMConfig(task="sted_denoise", **SMALL_MSCGM)), "cpu")
+    restorer.save(tmp_path / "base")
+    return MSCGMRestorer.load(tmp_path / "base", device="cpu")
+
+
+@pytest.fixture
+def gan() -> CINGAN:
+    torch.manual_seed(0)
+    return CINGAN(CINGANConfig(defects=("denoise", "haze"), **GAN))
+
+
+def _stack(n: int, seed: int, size: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.poisson(rng.gamma(2.0, 20.0, (n, size, size))).astype(np.float32)
+
+
+BAD_INPUTS = [
+    ("no frames", {"defective_frames": np.zeros((0, 32, 32))}, "no defective frames"),
+    ("empty list", {"defective_frames": []}, "no defective frames"),
+    ("mixed sizes", {"defective_frames": [np.ones((32, 32)), np.ones((40, 32))]},
+     r"mixed sizes \[\(32, 32\), \(40, 32\)\]"),
+    ("NaN", {"defective_frames": np.stack([np.ones((32, 32)), np.full((32, 32), np.nan)])},
+     r"frame\(s\) \[1\] contain NaN"),
+    ("known defect", {"defect": "haze"}, "'haze' already exists"),
+    ("too small", {"clean_frames": np.ones((2, 16, 16))}, "need at least 32×32"),
+    ("mismatched pairs", {"pairs": (np.ones((1, 32, 32)), np.ones((2, 32, 32)))},
+     "differ in shape"),
+]
+
+
+@pytest.mark.parametrize(("case", "change", "message"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_inputs_give_clear_errors(base, gan, tmp_path, case, change, message):
+    kwargs = {"defect": "camera", "defective_frames": _stack(2, 0), "clean_frames": _stack(2, 1),
+              "out": tmp_path / "adapted", "preset": "tiny", "cingan": gan} | change
+    with pytest.raises(ValueError, match=message):
+        adapt(base, **kwargs)
+    assert not (tmp_path / "adapted.json").exists()
+
+
+def test_default_cingan_refuses_a_simulator_defect_name(base, tmp_path):
+    with pytest.raises(ValueError, match="'stripes' already exists"):
+        adapt(base, "stripes", _stack(1, 0), _stack(1, 1), out=tmp_path / "a", preset="tiny")
+
+
+def test_adapted_model_round_trips_and_records_provenance(base, gan, tmp_path, caplog):
+    stages: set[str] = set()
+    defective = _stack(MAX_DEFECTIVE_FRAMES + 1, 0)
+    with caplog.at_level(logging.WARNING, logger="live_restore.adapt"):
+        path = adapt(
+            base, "camera", defective, _stack(2, 1, 64), pairs=(_stack(1, 2), _stack(1, 3)),
+            out=tmp_path / "adapted", preset="tiny", cingan=gan, cingan_out=tmp_path / "gan",
+            progress=lambda stage, step, total: stages.add(stage),
+        )
+    assert "11 defective frames" in caplog.text
+    assert stages == {"defect", "finetune"}
+    meta = json.loads(path.read_text())
+    info = meta["adaptation"]
+    assert info["base_model"] == {"name": "base", "checksum": base.version,
+                                  "task": "sted_denoise"}
+    assert info["defect"] == "camera"
+    assert info["defective_frames"]["n"] == 11 and info["real_pairs"] == 1
+    assert info["training_tiles"]["total"] > info["training_tiles"]["synthetic"] == 8
+    assert info["settings"] == adapt_preset("tiny").model_dump(mode="json")
+    loaded = MSCGMRestorer.load(path, device="cpu")
+    assert loaded.version == meta["weights_checksum"] != base.version
+    assert loaded.config.preset == "adapt-tiny"
+    assert get_restorer(str(path)).version == loaded.version
+    for key, value in loaded.model.state_dict().items():
+        if not key.startswith("discriminators."):
+            assert torch.equal(value, MSCGMRestorer.load(path).model.state_dict()[key])
+    out = loaded.restore(_stack(1, 4), seed=0).mean
+    assert out.shape == (1, 32, 32) and np.isfinite(out).all()
+    assert CINGAN.load(tmp_path / "gan").defects == ["denoise", "haze", "camera"]
+    assert gan.defects == ["denoise", "haze"]  # the caller's CIN-GAN is not modified
+
+
+def test_pretrains_a_cingan_when_none_is_given(base, tmp_path):
+    stages: set[str] = set()
+    path = adapt(base, "camera", _stack(1, 0), _stack(1, 1), out=tmp_path / "a", preset="tiny",
+                 progress=lambda stage, step, total: stages.add(stage))
+    assert stages == {"pretrain", "defect", "finetune"}
+    assert "stripes" in json.loads(path.read_text())["adaptation"]["cingan"]["defects"]
