@@ -190,10 +190,9 @@ def test_dose_sweep_cli_writes_report_and_refuses_bad_doses(tmp_path):
 
 
 def test_adapt_tiny_writes_an_adapted_model_and_refuses_a_known_defect(tmp_path):
-    from tiny_models import SMALL_MSCGM
-
     from live_restore import sim
     from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+    from tiny_models import SMALL_MSCGM
 
     base = MSCGMRestorer(MSCGM(MSCGMConfig.for_task("denoise", **SMALL_MSCGM)), device="cpu")
     base.save(tmp_path / "base")
