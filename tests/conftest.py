@@ -61,3 +61,14 @@ class FailOnFrame:
 @pytest.fixture
 def fail_on_frame() -> type[FailOnFrame]:
     return FailOnFrame
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Run a torch-heavy test on one thread (and restore the setting after)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -18,12 +18,7 @@ from tiny_models import SMALL_MSCGM
 GAN = {"channels": 4, "n_res": 1, "critic_channels": 4, "critic_layers": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -22,12 +22,7 @@ TINY = {"channels": 4, "n_res": 1, "critic_channels": 4, "critic_layers": 2}
 TINY_FIT = GANTrainConfig(steps=3, batch_size=2, patch_size=32, n_critic=1, lr_g=1e-2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(defects=("haze", "stripes")) -> CINGAN:

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from live_restore import __version__
-from live_restore.model_files import load_model_files, save_model_files
+from live_restore.model_files import load_model_files, prepare_model, save_model_files
 from live_restore.mscgm import MSCGMConfig, normalise_frame
 from live_restore.networks import UNet
 from live_restore.restorer import RestoreResult, check_batch
@@ -352,12 +352,7 @@ class _BaselineRestorer:
         provenance: dict[str, object] | None = None,
         version: str | None = None,
     ) -> None:
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if provenance:
-            model.config = self.config_type.model_validate(model.config.model_dump() | provenance)
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model, self.device = prepare_model(model, self.config_type, device, provenance)
         self.config = model.config
         self.version = version or "unsaved"
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import torch
 from pydantic import BaseModel, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -117,3 +118,19 @@ def load_model_files(
         )
     model.load_state_dict(state, strict=False)
     return model, meta, checksum
+
+
+def prepare_model(
+    model: ModelT,
+    config_type: type[BaseModel],
+    device: str | None = None,
+    provenance: dict[str, object] | None = None,
+) -> tuple[ModelT, torch.device]:
+    """Ready a trained model for restoring: provenance merged into its (validated) config,
+    moved to ``device`` (CUDA when available and None), in eval mode."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if provenance:
+        model.config = config_type.model_validate(model.config.model_dump() | provenance)
+    placed = torch.device(device)
+    return model.to(placed).eval(), placed

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from live_restore import __version__
 from live_restore.bridge import BrownianBridge
-from live_restore.model_files import load_model_files, save_model_files
+from live_restore.model_files import load_model_files, prepare_model, save_model_files
 from live_restore.networks import DetailHead, PatchDiscriminator, UNet
 from live_restore.noise import estimate_noise
 from live_restore.restorer import RestoreResult, check_batch
@@ -497,13 +497,7 @@ class MSCGMRestorer:
         overlap: int = 32,
         version: str | None = None,
     ) -> None:
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if provenance:
-            config = MSCGMConfig.model_validate(model.config.model_dump() | provenance)
-            model.config = config
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model, self.device = prepare_model(model, MSCGMConfig, device, provenance)
         self.config = model.config
         tile = math.isqrt(int(max_tile_pixels))
         if tile < model.multiple or overlap < 0 or 2 * overlap >= tile:
