@@ -205,3 +205,13 @@ def test_pad_and_crop_bad_input_raise():
         pad_to_multiple(torch.zeros(1, 1, 4, 4), 0)
     with pytest.raises(ValueError, match=r"pad \(4, 0\) does not fit"):
         crop(torch.zeros(1, 1, 4, 4), (4, 0))
+
+
+def test_pad_to_multiple_min_size_replicates_small_frames_up_first():
+    x = torch.arange(6, dtype=torch.float64).reshape(1, 1, 2, 3)
+    padded, pad = pad_to_multiple(x, 4, min_size=8)
+    assert padded.shape == (1, 1, 8, 8) and pad == (6, 5)
+    assert torch.equal(crop(padded, pad), x)
+    assert torch.equal(padded[0, 0, :2, 3:], x[0, 0, :, -1:].expand(2, 5))  # edge replicated
+    same, none = pad_to_multiple(torch.zeros(1, 1, 16, 16), 4, min_size=8)
+    assert none == (0, 0) and same.shape == (1, 1, 16, 16)

@@ -494,11 +494,10 @@ def run_acquisition(
         with live:
             core.mda.run(sequence)
             t_acq = time.perf_counter() - t0
+        pending = len(store.pending())  # after the drain (or the deferral)
     finally:
         store.close()
     stats = live.stats
-    with AcquisitionStore.open(output, mode="r") as done:
-        pending = len(done.pending())
     return AcquisitionReport(
         store=str(output),
         frames_emitted=live.frames_emitted,

@@ -24,6 +24,7 @@ Model files are ``NAME.safetensors`` + ``NAME.json`` as for MSCGM
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
@@ -317,22 +318,7 @@ class ConditionalDDPM(nn.Module):
 # ---------------------------------------------------------------------- restorers
 
 
-def _pad(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
-    """Pad ``(1, 1, H, W)`` to multiples of ``multiple`` and at least two of them per side.
-
-    Below two multiples the U-Net's innermost maps shrink to one pixel, where GroupNorm has
-    nothing to normalise: such frames are edge-replicated up first (as in MSCGM). Undo with
-    :func:`live_restore.wavelets.crop`.
-    """
-    h, w = x.shape[-2:]
-    extra = (max(2 * multiple - h, 0), max(2 * multiple - w, 0))
-    if any(extra):
-        x = F.pad(x, (0, extra[1], 0, extra[0]), mode="replicate")
-    x, pad = pad_to_multiple(x, multiple)
-    return x, (pad[0] + extra[0], pad[1] + extra[1])
-
-
-class _BaselineRestorer:
+class _BaselineRestorer(ABC):
     """Restorer plumbing shared by the baselines: per-frame percentile normalisation in and
     its inverse out (as :class:`live_restore.mscgm.MSCGMRestorer`), pad to the U-Net's
     multiple and crop, inference mode, CUDA with bf16 autocast when present, model files."""
@@ -385,7 +371,9 @@ class _BaselineRestorer:
         for n, frame in enumerate(frames):
             norm, lo, scale = normalise_frame(frame, self.config.pmin, self.config.pmax)
             x = torch.from_numpy(np.ascontiguousarray(norm))[None, None].to(self.device)
-            x, pad = _pad(x, self.model.multiple)
+            # At least two multiples per side: smaller inner maps leave GroupNorm nothing.
+            multiple = self.model.multiple
+            x, pad = pad_to_multiple(x, multiple, min_size=2 * multiple)
             draws = []
             for _ in range(draws_per_frame):
                 with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
@@ -397,14 +385,15 @@ class _BaselineRestorer:
                 std[n] = stack.std(axis=0) * scale
         return RestoreResult(mean=mean, std=std)
 
+    @abstractmethod
     def _check_steps(self, steps: int | None) -> None:
-        raise NotImplementedError
+        """Refuse a ``steps`` value this model cannot use."""
 
+    @abstractmethod
     def _draw(
         self, x: Tensor, steps: int | None, samples: int, generator: torch.Generator
     ) -> Tensor:
         """One restoration of the padded normalised ``(1, 1, H, W)`` frame ``x``."""
-        raise NotImplementedError
 
     def _fields(self) -> dict[str, object]:
         return {

@@ -572,13 +572,9 @@ class MSCGMRestorer:
     ) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(norm))[None, None].to(self.device)
         # Frames smaller than two multiples would shrink the U-Nets' inner maps to 1 pixel,
-        # where GroupNorm has nothing to normalise: replicate them up to that size first.
-        h, w = norm.shape
-        least = 2 * self.model.multiple
-        extra = (max(least - h, 0), max(least - w, 0))
-        x = F.pad(x, (0, extra[1], 0, extra[0]), mode="replicate") if any(extra) else x
-        x, pad = pad_to_multiple(x, self.model.multiple)
-        pad = (pad[0] + extra[0], pad[1] + extra[1])
+        # where GroupNorm has nothing to normalise.
+        multiple = self.model.multiple
+        x, pad = pad_to_multiple(x, multiple, min_size=2 * multiple)
         with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
             y = self.model.restore_normalised(x, steps, eta, generator)
         return crop(y.float(), pad)[0, 0].cpu().numpy()

@@ -250,12 +250,15 @@ class HaarPyramid(nn.Module):
         )
 
 
-def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
+def pad_to_multiple(
+    x: Tensor, multiple: int, min_size: int = 0
+) -> tuple[Tensor, tuple[int, int]]:
     """Pad the bottom and right of ``x`` so height and width are multiples of ``multiple``.
 
     Reflect padding keeps the border statistics natural; when a side is too small to reflect
     (the pad is not smaller than the side, e.g. a 1-pixel-wide frame) that axis is padded by
-    replicating the edge instead.
+    replicating the edge instead. Sides shorter than ``min_size`` are first edge-replicated up
+    to it (networks whose innermost maps would otherwise shrink to one pixel need this).
 
     Parameters
     ----------
@@ -263,6 +266,8 @@ def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
         ``(..., H, W)`` floating point.
     multiple
         Integer ``>= 1``, e.g. :attr:`HaarPyramid.multiple`.
+    min_size
+        Smallest padded height and width, in pixels.
 
     Returns
     -------
@@ -275,16 +280,21 @@ def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
         raise ValueError(f"multiple must be an integer >= 1, got {multiple!r}")
     if x.ndim < 2:
         raise ValueError(f"x must have at least 2 dims (..., H, W), got shape {tuple(x.shape)}")
-    h, w = x.shape[-2:]
+    lead = x.shape[:-2]
+    h0, w0 = x.shape[-2:]
+    extra_h, extra_w = max(min_size - h0, 0), max(min_size - w0, 0)
+    flat = x.reshape(-1, 1, h0, w0)
+    if extra_h or extra_w:
+        flat = F.pad(flat, (0, extra_w, 0, extra_h), mode="replicate")
+    h, w = h0 + extra_h, w0 + extra_w
     pad_h, pad_w = -h % multiple, -w % multiple
-    if pad_h == 0 and pad_w == 0:
-        return x, (0, 0)
-    flat = x.reshape(-1, 1, h, w)
     if pad_w:
         flat = F.pad(flat, (0, pad_w, 0, 0), mode="reflect" if pad_w < w else "replicate")
     if pad_h:
         flat = F.pad(flat, (0, 0, 0, pad_h), mode="reflect" if pad_h < h else "replicate")
-    return flat.reshape(*x.shape[:-2], h + pad_h, w + pad_w), (pad_h, pad_w)
+    if not (extra_h or extra_w or pad_h or pad_w):
+        return x, (0, 0)
+    return flat.reshape(*lead, h + pad_h, w + pad_w), (extra_h + pad_h, extra_w + pad_w)
 
 
 def crop(x: Tensor, pad: tuple[int, int]) -> Tensor:
