@@ -24,6 +24,23 @@ def test_each_task_makes_a_deterministic_pair(task: str) -> None:
     json.dumps(p)
 
 
+@pytest.mark.parametrize("task", ["sted_denoise", "denoise", "detector"])
+def test_a_second_realisation_is_the_same_field_with_fresh_noise(task: str) -> None:
+    d0, t0, p0 = make_pair(task, seed=4, size=96)
+    d1, t1, p1 = make_pair(task, seed=4, size=96, realisation=1)
+    assert {k: v for k, v in p0.items() if k != "realisation"} == {
+        k: v for k, v in p1.items() if k != "realisation"
+    }
+    assert (p0["realisation"], p1["realisation"]) == (0, 1)
+    assert not np.array_equal(d0, d1) and not np.array_equal(t0, t1)
+    # same expectation: the two targets agree far better than targets of different fields
+    other = make_pair(task, seed=5, size=96)[1]
+    assert np.corrcoef(t0.ravel(), t1.ravel())[0, 1] > 0.9
+    assert np.corrcoef(t0.ravel(), other.ravel())[0, 1] < 0.5
+    d_again, _, _ = make_pair(task, seed=4, size=96, realisation=1)
+    assert np.array_equal(d1, d_again)
+
+
 def test_low_dose_is_noisier_than_target() -> None:
     d, t, p = make_pair("sted_denoise", seed=2, size=128)
     ratio = p["target_photons_per_label"] / p["degraded_photons_per_label"]
@@ -72,6 +89,7 @@ def test_make_pairs_and_write_dataset(tmp_path) -> None:
         (lambda p: write_dataset("denoise", -2, p), "-2"),
         (lambda p: write_dataset("nope", 2, p), "nope"),
         (lambda p: make_pair("denoise", 0, size=0), "0"),
+        (lambda p: make_pair("denoise", 0, realisation=-1), "realisation"),
     ],
 )
 def test_bad_input(call, bad: str, tmp_path) -> None:

@@ -11,8 +11,8 @@ frames:
   (CARE convention: the prediction affinely fitted to the normalised reference);
 - ``frc_resolution_nm``: FRC (1/7) between the restorations of two independent noise
   realisations of one field, in nm via the pair's pixel size; the ``target`` row gives the
-  same for two target realisations. ``None`` while the simulator cannot redraw a field's
-  noise alone (:func:`_second_realisation`);
+  same for two target realisations (``sim.make_pairs(..., realisation=1)``: same fields,
+  fresh noise);
 - ``ms_per_frame``: median wall time per frame after one warm-up frame (``samples`` draws
   for the ``_avg4`` rows, one otherwise);
 - ``steps`` (sampling steps per draw; 1 for CARE), ``params`` (inference parameters, 0 for
@@ -38,7 +38,6 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from live_restore import metrics, sim
 from live_restore.restorer import Restorer, get_restorer
-from live_restore.sim.tasks import pair_seed
 
 __all__ = ["METHODS", "TEST_SEED", "bench_restorers"]
 
@@ -58,25 +57,13 @@ Restore = Callable[[np.ndarray, int], np.ndarray]
 """``restore(frame, index) -> restored``: one ``(Y, X)`` float32 frame in camera units."""
 
 
-def _second_realisation(task: str, seed: int, size: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(degraded, target) of pair ``seed``'s field with fresh noise, or None.
-
-    ``sim.make_pair`` draws the field and the noise from one generator seeded by
-    ``(task, seed)``, so the public API cannot redraw the noise alone; until the simulator
-    can, FRC is reported as None.
-    """
-    return None
-
-
 def _plain_psnr(pred: np.ndarray, ref: np.ndarray) -> float:
     p, _, _ = metrics.normalize_percentile(pred)
     r, _, _ = metrics.normalize_percentile(ref)
     return float(peak_signal_noise_ratio(r, p, data_range=1.0))
 
 
-def _frc_nm(a: list[np.ndarray], b: list[np.ndarray] | None, pixel_nm: list[float]) -> Any:
-    if b is None:
-        return None
+def _frc_nm(a: Sequence[np.ndarray], b: Sequence[np.ndarray], pixel_nm: list[float]) -> float:
     return float(
         np.mean([metrics.frc_resolution(x, y, p) for x, y, p in zip(a, b, pixel_nm, strict=True)])
     )
@@ -86,7 +73,7 @@ def _evaluate(
     restore: Restore,
     degraded: np.ndarray,
     target: np.ndarray,
-    second: list[np.ndarray] | None,
+    second: np.ndarray,
     pixel_nm: list[float],
 ) -> dict[str, Any]:
     """Restore every frame (timed, after one warm-up) and the second realisations; score."""
@@ -96,9 +83,7 @@ def _evaluate(
         t0 = time.perf_counter()
         restored.append(restore(frame, i))
         times.append(time.perf_counter() - t0)
-    again = None
-    if second is not None:
-        again = [restore(frame, len(degraded) + i) for i, frame in enumerate(second)]
+    again = [restore(frame, len(degraded) + i) for i, frame in enumerate(second)]
     return {
         "psnr": float(np.mean([_plain_psnr(p, r) for p, r in zip(restored, target, strict=True)])),
         "psnr_affine": float(
@@ -169,16 +154,10 @@ def _bench_task(
     device: str | None,
 ) -> dict[str, Any]:
     degraded, target, params = sim.make_pairs(task, frames, seed, size)
+    second_degraded, second_target, _ = sim.make_pairs(task, frames, seed, size, realisation=1)
     pixel_nm = [1000.0 * p["pixel_size_um"] for p in params]
-    pairs = [_second_realisation(task, pair_seed(seed, i), size) for i in range(frames)]
-    second = None if any(p is None for p in pairs) else [p for p in pairs if p is not None]
-    second_degraded = None if second is None else [p[0] for p in second]
     rows: dict[str, dict[str, Any]] = {
-        "target": {
-            "frc_resolution_nm": _frc_nm(
-                list(target), None if second is None else [p[1] for p in second], pixel_nm
-            )
-        },
+        "target": {"frc_resolution_nm": _frc_nm(target, second_target, pixel_nm)},
         "raw": _evaluate(lambda f, i: f, degraded, target, second_degraded, pixel_nm)
         | {"steps": None, "params": 0},
     }

@@ -8,17 +8,19 @@ recipe, not as an array.
 
 Tasks (2-D tasks return (Y, X), ``axial_inpaint`` returns (Z, Y, X)):
 
-- ``confocal2sted``: low-dose confocal (0.3–1.5 photons per label, i.e. filament peaks
-  ≈ 8–40) → high-dose STED (10–25 photons per label; STED FWHM 40–80 nm), 25 nm pixels,
-  640 nm, NA 1.4, 1 AU; detector gain 1, offset 10 ADU, read noise 0.5 ADU (the simulated
-  scope's detector).
-- ``sted_denoise``: the same field in STED at low (0.3–1.5) and high (10–25) photons per
+- ``confocal2sted``: low-dose confocal (0.15–6 photons per label, log-uniform, i.e. filament
+  peaks ≈ 4–160) → high-dose STED (30–100 photons per label; STED FWHM 40–80 nm), 25 nm
+  pixels, 640 nm, NA 1.4, 1 AU; detector gain 1, offset 10 ADU, read noise 0.5 ADU (the
+  simulated scope's detector).
+- ``sted_denoise``: the same field in STED at low (0.15–6) and high (30–100) photons per
   label.
-- ``denoise``: widefield/camera-like: pixel 25–100 nm, Gaussian PSF σ 0.7–3 px, peak
-  1–100 photons, large smooth cytoplasm-like structures, out-of-focus haze (σ 1–2 µm), gain
-  0.5–5 ADU/photon, offset 0–500 ADU, read noise 0–3 ADU·gain, per-pixel gain (PRNU, sd
-  0–5 %), column offsets and temporal row noise. Target: 20–50× the dose, same camera fixed
-  patterns (as a long average would contain), no read or row noise, same ADU scale.
+- ``denoise``: half camera-like, half point-scanner-like: pixel 25–100 nm, Gaussian PSF
+  σ 0.7–4.5 px, peak 1–100 photons, large smooth cytoplasm-like structures, out-of-focus
+  haze (σ 1–2 µm). Camera: gain 0.5–5 ADU/photon, offset 0–500 ADU, read noise
+  0–3 ADU·gain, per-pixel gain (PRNU, sd 0–5 %), column offsets and temporal row noise.
+  Point scanner (PMT, HyD): gain 0.5–20 ADU/photon, offset 0–50 ADU, read noise
+  0–1 ADU·gain, no fixed pattern. Target: 20–50× the dose, same fixed patterns (as a long
+  average would contain), no read or row noise, same ADU scale.
 - ``axial_inpaint``: confocal z-stack, 16 planes 100 nm apart (50 nm pixels, specimens in
   three layers over ±0.7 µm). Degraded: only every k-th plane (k ∈ {2, 3, 4}) is measured;
   planes in between are linearly interpolated from the measured neighbours (held constant
@@ -62,7 +64,19 @@ TASKS: tuple[str, ...] = (
 )
 
 _SCOPE_DETECTOR = det.Detector(gain=1.0, offset=10.0, read_noise=0.5)
+
+#: Photons per label of the confocal/STED tasks, log-uniform. The low range spans the
+#: simulated scope's 1–30 % laser power at 10 ms (0.2 photons per label per 1 %), so a dose
+#: sweep stays inside the training distribution; the high range is a long, averaged
+#: acquisition (≥ 150 % laser power), clean enough that the restorer is not taught the
+#: target's own shot noise.
+LOW_PHOTONS_PER_LABEL = (0.15, 6.0)
+HIGH_PHOTONS_PER_LABEL = (30.0, 100.0)
 _REACH_UM = 3.0
+
+
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
 def check_task(task: str) -> str:
@@ -88,7 +102,9 @@ def _common(rng: np.random.Generator, task: str, seed: int, size: int, pixel_um:
     }
 
 
-def _confocal_sted(rng: np.random.Generator, params: dict, confocal_low: bool) -> tuple:
+def _confocal_sted(
+    rng: np.random.Generator, noise: np.random.Generator, params: dict, confocal_low: bool
+) -> tuple:
     size, p = params["size"], params["pixel_size_um"]
     pts = _field_points(rng, size, p, params["specimen"])
     sat = float(rng.uniform(7.5, 32.5))  # STED FWHM 80 … 40 nm at 640 nm, NA 1.4
@@ -96,11 +112,12 @@ def _confocal_sted(rng: np.random.Generator, params: dict, confocal_low: bool) -
     scope = Optics()
     conf, sted = scope.psf("Confocal", 0.0), scope.psf("STED", depletion)
     imgs = render.render(pts, (0.0, 0.0), (size, size), p, [conf, sted])[:, 0]
-    low, high = float(rng.uniform(0.3, 1.5)), float(rng.uniform(10.0, 25.0))
+    low = _log_uniform(rng, *LOW_PHOTONS_PER_LABEL)
+    high = _log_uniform(rng, *HIGH_PHOTONS_PER_LABEL)
     bg_conf, bg_sted = 0.01, 0.01 * (1 + 0.02 * sat)
     degraded_img, bg_low = (imgs[0], bg_conf) if confocal_low else (imgs[1], bg_sted)
-    degraded = _SCOPE_DETECTOR.sample(degraded_img * low + bg_low * low + 0.05, rng)
-    target = _SCOPE_DETECTOR.sample(imgs[1] * high + bg_sted * high + 0.05, rng)
+    degraded = _SCOPE_DETECTOR.sample(degraded_img * low + bg_low * low + 0.05, noise)
+    target = _SCOPE_DETECTOR.sample(imgs[1] * high + bg_sted * high + 0.05, noise)
     params |= {
         "optics": scope.__dict__.copy(),
         "sted_saturation": sat,
@@ -115,18 +132,19 @@ def _confocal_sted(rng: np.random.Generator, params: dict, confocal_low: bool) -
     return degraded, target, params
 
 
-def _confocal2sted(rng: np.random.Generator, params: dict) -> tuple:
-    return _confocal_sted(rng, params, confocal_low=True)
+def _confocal2sted(rng: np.random.Generator, noise: np.random.Generator, params: dict) -> tuple:
+    return _confocal_sted(rng, noise, params, confocal_low=True)
 
 
-def _sted_denoise(rng: np.random.Generator, params: dict) -> tuple:
-    return _confocal_sted(rng, params, confocal_low=False)
+def _sted_denoise(rng: np.random.Generator, noise: np.random.Generator, params: dict) -> tuple:
+    return _confocal_sted(rng, noise, params, confocal_low=False)
 
 
-def _denoise(rng: np.random.Generator, params: dict) -> tuple:
+def _denoise(rng: np.random.Generator, noise: np.random.Generator, params: dict) -> tuple:
     size = params["size"]
+    scanner = bool(rng.random() < 0.5)
     p = params["pixel_size_um"] = float(rng.uniform(0.025, 0.1))
-    sigma_px = float(rng.uniform(0.7, 3.0))
+    sigma_px = float(rng.uniform(0.7, 4.5))
     psf = optics.gaussian(sigma_px * p * 1000.0 * optics.FWHM_PER_SIGMA)
     pts = _field_points(rng, size, p, params["specimen"])
     img = render.render(pts, (0.0, 0.0), (size, size), p, [psf])[0, 0].astype(np.float64)
@@ -138,17 +156,25 @@ def _denoise(rng: np.random.Generator, params: dict) -> tuple:
     img += haze_amp * scipy.ndimage.gaussian_filter(img, haze_um / p, mode="reflect")
     peak = float(np.exp(rng.uniform(np.log(1.0), np.log(100.0))))
     bg = float(rng.uniform(0.0, 0.1)) * peak
-    gain, offset = float(rng.uniform(0.5, 5.0)), float(rng.uniform(0.0, 500.0))
-    read = float(rng.uniform(0.0, 3.0)) * gain
-    prnu = det.pixel_gain_map(rng, (size, size), float(rng.uniform(0.0, 0.05)))
-    cols = det.column_offsets(rng, (size, size), float(rng.uniform(0.0, 2.0)) * gain)
-    rows_sd = float(rng.uniform(0.0, 1.5)) * gain
+    if scanner:  # PMT or hybrid detector: one detector for every pixel, no fixed pattern
+        gain, offset = _log_uniform(rng, 0.5, 20.0), float(rng.uniform(0.0, 50.0))
+        read = float(rng.uniform(0.0, 1.0)) * gain
+        prnu = np.ones((size, size), np.float32)
+        cols = np.zeros((size, size), np.float32)
+        rows_sd = 0.0
+    else:  # camera: per-pixel gain, column offsets, temporal row noise
+        gain, offset = float(rng.uniform(0.5, 5.0)), float(rng.uniform(0.0, 500.0))
+        read = float(rng.uniform(0.0, 3.0)) * gain
+        prnu = det.pixel_gain_map(rng, (size, size), float(rng.uniform(0.0, 0.05)))
+        cols = det.column_offsets(rng, (size, size), float(rng.uniform(0.0, 2.0)) * gain)
+        rows_sd = float(rng.uniform(0.0, 1.5)) * gain
     dose_ratio = float(rng.uniform(20.0, 50.0))
     photons = (img * peak + bg) * prnu
     camera = det.Detector(gain=gain, offset=offset, read_noise=read)
-    degraded = camera.sample(photons, rng) + cols + det.row_noise(rng, (size, size), rows_sd)
-    target = offset + cols + gain * rng.poisson(photons * dose_ratio) / dose_ratio
+    degraded = camera.sample(photons, noise) + cols + det.row_noise(noise, (size, size), rows_sd)
+    target = offset + cols + gain * noise.poisson(photons * dose_ratio) / dose_ratio
     params |= {
+        "detector_kind": "point_scanner" if scanner else "camera",
         "psf_sigma_px": sigma_px,
         "psf_fwhm_nm": psf.fwhm_nm,
         "peak_photons": peak,
@@ -165,7 +191,7 @@ def _denoise(rng: np.random.Generator, params: dict) -> tuple:
     return degraded.astype(np.float32), target.astype(np.float32), params
 
 
-def _axial_inpaint(rng: np.random.Generator, params: dict) -> tuple:
+def _axial_inpaint(rng: np.random.Generator, noise: np.random.Generator, params: dict) -> tuple:
     size = params["size"]
     p = params["pixel_size_um"] = 0.05
     n_z, dz = 16, 0.1
@@ -177,7 +203,7 @@ def _axial_inpaint(rng: np.random.Generator, params: dict) -> tuple:
     psf = Optics().psf("Confocal", 0.0)
     stack = render.render(Points.concat(layers), (0.0, 0.0), (size, size), p, [psf], zs)[0]
     ppl = float(rng.uniform(2.0, 10.0))
-    target = _SCOPE_DETECTOR.sample(stack * ppl + 0.01 * ppl + 0.05, rng)
+    target = _SCOPE_DETECTOR.sample(stack * ppl + 0.01 * ppl + 0.05, noise)
     k = int(rng.choice([2, 3, 4]))
     measured = np.arange(0, n_z, k)
     idx = np.arange(n_z)
@@ -211,7 +237,7 @@ def _base_field(rng: np.random.Generator, params: dict, pixel_um: float) -> np.n
     return img / max(float(np.percentile(img, 99.9)), 1e-6) * peak + 0.2
 
 
-def _haze(rng: np.random.Generator, params: dict) -> tuple:
+def _haze(rng: np.random.Generator, noise: np.random.Generator, params: dict) -> tuple:
     clean = _base_field(rng, params, 0.05)
     size, p = params["size"], params["pixel_size_um"]
     other = _field_points(rng, size, p, params["specimen"])
@@ -219,8 +245,8 @@ def _haze(rng: np.random.Generator, params: dict) -> tuple:
     sigma_um, amp = float(rng.uniform(1.0, 2.0)), float(rng.uniform(0.5, 3.0))
     haze = scipy.ndimage.gaussian_filter(clean + far, sigma_um / p, mode="reflect")
     haze *= amp * clean.mean() / max(float(haze.mean()), 1e-6)
-    degraded = _SCOPE_DETECTOR.sample(clean + haze, rng)
-    target = _SCOPE_DETECTOR.sample(clean, rng)
+    degraded = _SCOPE_DETECTOR.sample(clean + haze, noise)
+    target = _SCOPE_DETECTOR.sample(clean, noise)
     params |= {
         "haze_sigma_um": sigma_um,
         "haze_to_signal": amp,
@@ -229,15 +255,16 @@ def _haze(rng: np.random.Generator, params: dict) -> tuple:
     return degraded, target, params
 
 
-def _stripes(rng: np.random.Generator, params: dict) -> tuple:
+def _stripes(rng: np.random.Generator, noise: np.random.Generator, params: dict) -> tuple:
     clean = _base_field(rng, params, 0.025)
     size = params["size"]
     row_sd, shift = float(rng.uniform(0.05, 0.2)), int(rng.integers(1, 4))
     hum = float(rng.uniform(0.05, 0.3))
     col_sd = float(rng.uniform(0.5, 3.0))
     striped = det.scanner_stripes(rng, clean.astype(np.float32), row_sd, shift, hum)
-    degraded = _SCOPE_DETECTOR.sample(striped, rng) + det.column_offsets(rng, (size, size), col_sd)
-    target = _SCOPE_DETECTOR.sample(clean, rng)
+    columns = det.column_offsets(rng, (size, size), col_sd)
+    degraded = _SCOPE_DETECTOR.sample(striped, noise) + columns
+    target = _SCOPE_DETECTOR.sample(clean, noise)
     params |= {
         "row_gain_sd": row_sd,
         "odd_row_shift_px": shift,
@@ -248,7 +275,7 @@ def _stripes(rng: np.random.Generator, params: dict) -> tuple:
     return degraded.astype(np.float32), target, params
 
 
-def _detector(rng: np.random.Generator, params: dict) -> tuple:
+def _detector(rng: np.random.Generator, noise: np.random.Generator, params: dict) -> tuple:
     clean = _base_field(rng, params, 0.025)
     size = params["size"]
     changed = det.Detector(
@@ -259,9 +286,9 @@ def _detector(rng: np.random.Generator, params: dict) -> tuple:
     )
     ideal = det.Detector(gain=1.0, offset=0.0, read_noise=0.0)
     hot_fraction = float(rng.uniform(1e-4, 1e-3))
-    raw = changed.sample(clean, rng) + det.hot_pixels(rng, (size, size), hot_fraction, 200.0)
+    raw = changed.sample(clean, noise) + det.hot_pixels(rng, (size, size), hot_fraction, 200.0)
     degraded = changed.quantise(raw)
-    target = ideal.sample(clean, rng)
+    target = ideal.sample(clean, noise)
     params |= {
         "detector": changed.to_dict(),
         "target_detector": ideal.to_dict(),
@@ -270,7 +297,7 @@ def _detector(rng: np.random.Generator, params: dict) -> tuple:
     return degraded, target, params
 
 
-_MAKERS: dict[str, Callable[[np.random.Generator, dict], tuple]] = {
+_MAKERS: dict[str, Callable[[np.random.Generator, np.random.Generator, dict], tuple]] = {
     "confocal2sted": _confocal2sted,
     "sted_denoise": _sted_denoise,
     "denoise": _denoise,
@@ -281,14 +308,25 @@ _MAKERS: dict[str, Callable[[np.random.Generator, dict], tuple]] = {
 }
 
 
-def make_pair(task: str, seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray, dict]:
-    """One (degraded, target, params) triple; float32 arrays in detector units (ADU)."""
+def make_pair(
+    task: str, seed: int, size: int = 256, realisation: int = 0
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One (degraded, target, params) triple; float32 arrays in detector units (ADU).
+
+    The field, its physical parameters and the fixed detector patterns come from ``seed``;
+    the shot, read and row noise from ``(seed, realisation)``. Two realisations of one seed
+    are therefore the same field measured twice, which FRC needs.
+    """
     check_task(task)
     if int(size) < 1:
         raise ValueError(f"size must be >= 1 pixel, got {size!r}")
+    if int(realisation) < 0:
+        raise ValueError(f"realisation must be >= 0, got {realisation!r}")
     rng = np.random.default_rng([TASKS.index(task), int(seed)])
+    noise = np.random.default_rng([TASKS.index(task), int(seed), int(realisation), 1])
     params = _common(rng, task, seed, int(size), 0.025)
-    degraded, target, params = _MAKERS[task](rng, params)
+    degraded, target, params = _MAKERS[task](rng, noise, params)
+    params["realisation"] = int(realisation)
     return degraded.astype(np.float32), target.astype(np.float32), params
 
 
@@ -298,13 +336,14 @@ def pair_seed(seed: int, i: int) -> int:
 
 
 def make_pairs(
-    task: str, n: int, seed: int, size: int = 256
+    task: str, n: int, seed: int, size: int = 256, realisation: int = 0
 ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """N pairs stacked along a new first axis; pair i is ``make_pair(task, pair_seed(seed, i))``."""
+    """N pairs stacked along a new first axis; pair i is
+    ``make_pair(task, pair_seed(seed, i), size, realisation)``."""
     check_task(task)
     if int(n) < 1:
         raise ValueError(f"n must be >= 1, got {n!r}")
-    triples = [make_pair(task, pair_seed(seed, i), size) for i in range(int(n))]
+    triples = [make_pair(task, pair_seed(seed, i), size, realisation) for i in range(int(n))]
     return (
         np.stack([t[0] for t in triples]),
         np.stack([t[1] for t in triples]),
