@@ -45,7 +45,17 @@ from live_restore.cingan import (
 from live_restore.mscgm import MSCGMRestorer, match_target, normalise_frame
 from live_restore.training import PairDataset, TrainConfig, train
 
-__all__ = ["ADAPT_PRESETS", "MAX_DEFECTIVE_FRAMES", "AdaptConfig", "adapt", "adapt_preset"]
+__all__ = [
+    "ADAPT_PRESETS",
+    "MAX_DEFECTIVE_FRAMES",
+    "AdaptConfig",
+    "adapt",
+    "adapt_preset",
+    "fine_tune",
+    "learn_defect",
+    "real_pairs",
+    "training_set",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -223,19 +233,101 @@ def _synthetic_pairs(
     return np.stack(degraded), np.stack(target)
 
 
-def _mix(
-    synthetic: tuple[np.ndarray, np.ndarray],
-    real: tuple[np.ndarray, np.ndarray] | None,
-    real_fraction: float,
-) -> _ArrayPairs:
-    """Repeat the real pairs so they make up ``real_fraction`` of the set (at least once)."""
+def real_pairs(
+    base: MSCGMRestorer, degraded: np.ndarray, target: np.ndarray, tile: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Real ``(N, Y, X)`` pair stacks (camera units) → normalised ``tile``² training tiles."""
+    real_d, real_t = _frames(degraded, "paired degraded"), _frames(target, "paired target")
+    if real_d.shape != real_t.shape:
+        raise ValueError(
+            f"paired degraded and target stacks differ in shape: {real_d.shape} and "
+            f"{real_t.shape}"
+        )
+    _check_size(real_d, tile, "paired")
+    normalised = [_normalised_pair(d, t, base) for d, t in zip(real_d, real_t, strict=True)]
+    return (
+        _tiles(np.stack([d for d, _ in normalised]), tile),
+        _tiles(np.stack([t for _, t in normalised]), tile),
+    )
+
+
+def training_set(
+    base: MSCGMRestorer,
+    config: AdaptConfig,
+    *,
+    gan: CINGAN | None = None,
+    defect: str | None = None,
+    clean: np.ndarray | None = None,
+    real: tuple[np.ndarray, np.ndarray] | None = None,
+    seed: int = 0,
+) -> PairDataset:
+    """The fine-tuning set: CIN-GAN pairs (``draws_per_tile`` draws of every ``tile``² tile of
+    ``clean`` with row ``defect``), real pairs (from :func:`real_pairs`), or both, the real
+    ones repeated to make up ``real_fraction`` of the set (the seed's ``alpha``)."""
+    if gan is None:
+        if real is None:
+            raise ValueError("training_set needs a CIN-GAN with clean frames, or real pairs")
+        return _ArrayPairs(*real)
+    if defect is None or clean is None:
+        raise ValueError("synthetic pairs need the defect's name and clean frames")
+    fake_d, fake_t = _synthetic_pairs(
+        gan, defect, _tiles(clean, config.tile), config.draws_per_tile, base, seed
+    )
     if real is None:
-        return _ArrayPairs(*synthetic)
-    n_fake, n_real = len(synthetic[0]), len(real[0])
-    repeats = max(1, round(n_fake * real_fraction / (1 - real_fraction) / n_real))
-    degraded = np.concatenate([synthetic[0], *[real[0]] * repeats])
-    target = np.concatenate([synthetic[1], *[real[1]] * repeats])
-    return _ArrayPairs(degraded, target)
+        return _ArrayPairs(fake_d, fake_t)
+    n_fake, n_real = len(fake_d), len(real[0])
+    repeats = max(1, round(n_fake * config.real_fraction / (1 - config.real_fraction) / n_real))
+    return _ArrayPairs(
+        np.concatenate([fake_d, *[real[0]] * repeats]),
+        np.concatenate([fake_t, *[real[1]] * repeats]),
+    )
+
+
+def learn_defect(
+    gan: CINGAN,
+    defect: str,
+    defective: np.ndarray,
+    clean: np.ndarray,
+    config: GANTrainConfig,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> None:
+    """Append a CIN row for ``defect`` to ``gan`` and train it (every other weight frozen)
+    on unpaired ``(N, Y, X)`` defective and clean frames in camera units."""
+    gan.add_defect(defect)
+    cfg = gan.config
+    fit_cingan(
+        gan,
+        {defect: normalise_frames(clean, cfg.pmin, cfg.pmax)},
+        {defect: normalise_frames(defective, cfg.pmin, cfg.pmax)},
+        config,
+        progress,
+    )
+
+
+def fine_tune(
+    base: MSCGMRestorer,
+    data: PairDataset,
+    config: AdaptConfig,
+    *,
+    seed: int = 0,
+    workdir: Path | None = None,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> MSCGMRestorer:
+    """A copy of ``base`` fine-tuned on ``data`` with ``config.finetune`` (``config.scope``:
+    every weight, or the heads only); ``base`` is left unchanged."""
+    model = copy.deepcopy(base.model)
+    if config.scope == "heads":
+        model.denoiser.requires_grad_(False)
+    finetune = config.finetune.model_copy(update={"seed": seed})
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(workdir) if workdir is not None else Path(tmp)
+        exported = train(model, data, finetune, run_dir, progress, resume=False)
+        restorer = MSCGMRestorer.load(exported, device=str(base.device))
+    restorer.config = restorer.model.config = restorer.config.model_copy(
+        update={"steps_trained": base.config.steps_trained + finetune.steps,
+                "preset": f"adapt-{config.preset}"}
+    )
+    return restorer
 
 
 # ---------------------------------------------------------------------- adapt
@@ -309,20 +401,7 @@ def adapt(
             f"finetune.patch_size {config.finetune.patch_size} must be a multiple of "
             f"{multiple} (the base model's) and at most tile {config.tile}"
         )
-    real = None
-    if pairs is not None:
-        real_d, real_t = _frames(pairs[0], "paired degraded"), _frames(pairs[1], "paired target")
-        if real_d.shape != real_t.shape:
-            raise ValueError(
-                f"paired degraded and target stacks differ in shape: {real_d.shape} and "
-                f"{real_t.shape}"
-            )
-        _check_size(real_d, config.tile, "paired")
-        normalised = [_normalised_pair(d, t, base) for d, t in zip(real_d, real_t, strict=True)]
-        real = (
-            _tiles(np.stack([d for d, _ in normalised]), config.tile),
-            _tiles(np.stack([t for _, t in normalised]), config.tile),
-        )
+    real = None if pairs is None else real_pairs(base, pairs[0], pairs[1], config.tile)
 
     def stage(name: str) -> Callable[[int, int, dict[str, float]], None] | None:
         if progress is None:
@@ -342,34 +421,14 @@ def adapt(
             config.pretrain.model_copy(update={"seed": seed}), config.pretrain_size,
             progress=stage("pretrain"),
         )
-    gan.add_defect(defect)
-    gan_cfg = gan.config
-    fit_cingan(
-        gan,
-        {defect: normalise_frames(clean, gan_cfg.pmin, gan_cfg.pmax)},
-        {defect: normalise_frames(defective, gan_cfg.pmin, gan_cfg.pmax)},
-        config.new_defect.model_copy(update={"seed": seed}),
-        stage("defect"),
-    )
-    synthetic = _synthetic_pairs(
-        gan, defect, _tiles(clean, config.tile), config.draws_per_tile, base, seed
-    )
-    data = _mix(synthetic, real, config.real_fraction)
-    model = copy.deepcopy(base.model)
-    if config.scope == "heads":
-        model.denoiser.requires_grad_(False)
-    finetune = config.finetune.model_copy(update={"seed": seed})
-    with tempfile.TemporaryDirectory() as tmp:
-        run_dir = Path(workdir) if workdir is not None else Path(tmp)
-        exported = train(model, data, finetune, run_dir, stage("finetune"), resume=False)
-        restorer = MSCGMRestorer.load(exported)
+    learn_defect(gan, defect, defective, clean, config.new_defect.model_copy(update={"seed": seed}),
+                 stage("defect"))
+    data = training_set(base, config, gan=gan, defect=defect, clean=clean, real=real, seed=seed)
+    restorer = fine_tune(base, data, config, seed=seed, workdir=workdir,
+                         progress=stage("finetune"))
     cingan_path = None
     if cingan_out is not None:
         cingan_path = gan.save(cingan_out, {"added": defect, "seed": seed})
-    restorer.config = restorer.model.config = restorer.config.model_copy(
-        update={"steps_trained": base.config.steps_trained + finetune.steps,
-                "preset": f"adapt-{config.preset}"}
-    )
     adaptation = {
         "base_model": {"name": base.name, "checksum": base.version, "task": base.config.task},
         "defect": defect,
@@ -378,7 +437,8 @@ def adapt(
         "clean_frames": {"n": len(clean), "shape": list(clean.shape[1:]),
                          "checksum": _digest(clean)},
         "real_pairs": 0 if real is None else len(real[0]),
-        "training_tiles": {"synthetic": len(synthetic[0]), "total": len(data)},
+        "training_tiles": {"synthetic": len(_tiles(clean, config.tile)) * config.draws_per_tile,
+                           "total": len(data)},
         "cingan": {"defects": gan.defects, "file": str(cingan_path) if cingan_path else None},
         "seed": seed,
         "settings": config.model_dump(mode="json"),

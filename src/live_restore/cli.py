@@ -420,3 +420,25 @@ def bench_restorers_cmd(
         raise _fail(exc) from exc
     json_out.write_text(json.dumps(result, indent=2))
     console.print_json(json.dumps(result["targets_check"]))
+
+
+@bench_app.command("adapt")
+def bench_adapt_cmd(
+    json_out: Annotated[Path, typer.Option("--json", help="where to write the JSON")],
+    quick: Annotated[bool, typer.Option(
+        help="128² frames and shorter training (≤ 30 min on 2 CPU cores)")] = False,
+    defect: Annotated[list[str] | None, typer.Option(
+        help="repeatable; default haze, stripes, detector")] = None,
+    base: Annotated[str, typer.Option(help="MSCGM model to adapt")] = "denoise",
+    seed: Annotated[int, typer.Option(help="seed for every training draw")] = 0,
+) -> None:
+    """Base vs CIN-GAN-adapted vs oracle vs 10-pair restorers on defects the base never saw."""
+    from live_restore.bench_adapt import DEFECTS, bench_adapt
+
+    try:
+        result = bench_adapt(tuple(defect or DEFECTS), base, quick, seed=seed,
+                             say=lambda msg: console.print(msg))
+    except ValueError as exc:
+        raise _fail(exc) from exc
+    json_out.write_text(json.dumps(result, indent=2))
+    console.print_json(json.dumps(result["targets_check"]))

@@ -13,13 +13,14 @@ from live_restore.sim.microscope import (
     structure,
 )
 from live_restore.sim.specimens import SPECIMENS
-from live_restore.sim.tasks import TASKS, make_pair, make_pairs, write_dataset
+from live_restore.sim.tasks import TASKS, check_task, make_pair, make_pairs, write_dataset
 
 __all__ = [
     "MODALITIES",
     "SPECIMENS",
     "TASKS",
     "Microscope",
+    "check_task",
     "expected_photons",
     "frame_truth",
     "ground_truth",

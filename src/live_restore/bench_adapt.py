@@ -1,0 +1,229 @@
+"""``live-restore bench adapt``: does CIN-GAN adaptation rescue a restorer from a new defect?
+
+For each defect (default: the simulator's ``haze``, ``stripes`` and ``detector``, which the
+base ``denoise`` restorer never saw) one fixed, seeded test set of true pairs is restored by
+five versions of the base model, all fine-tuned with the same budget (``config.finetune``):
+
+- ``base``: no adaptation;
+- ``adapted``: CIN-GAN adaptation from ``n_defective_frames`` (10) *unpaired* defective frames
+  plus a clean library (:func:`live_restore.adapt.learn_defect` then fine-tuning on the
+  synthetic pairs) — the product's path, timed as ``minutes``;
+- ``oracle``: fine-tuned on ``oracle_pairs`` (1 000) true pairs of the defect;
+- ``pairs10``: fine-tuned on 10 true pairs only (CARE with little data);
+- ``pairs10_cingan``: the 10 true pairs mixed with the CIN-GAN's synthetic pairs (seed 002,
+  setting A; real share ``real_fraction``).
+
+The CIN-GAN is pre-trained once on the simulator's other defects (the benchmarked ones are
+left out, so each is new to it as well as to the restorer) and each defect is then added as
+one new row. ``gen_divergence_psnr`` is PSNR(clean, G(clean)) on the test set's clean frames,
+``real_divergence_psnr`` PSNR(clean, real defect) on its pairs: the seed's acceptance check
+is that the first approaches the second.
+
+PSNR is :func:`live_restore.metrics.psnr` (percentile-normalised, prediction affinely fitted
+to the reference) against the simulator's clean member of each pair, averaged over frames.
+Training draws use seeds ``seed + 1 …``; the test set uses ``TEST_SEED``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from live_restore import metrics, sim
+from live_restore.adapt import (
+    AdaptConfig,
+    adapt_preset,
+    fine_tune,
+    learn_defect,
+    real_pairs,
+    training_set,
+)
+from live_restore.cingan import CINGAN, DEFAULT_DEFECTS, divergence_psnr, pretrain_cingan
+from live_restore.mscgm import MSCGMRestorer, normalise_frame
+from live_restore.restorer import get_restorer
+
+__all__ = ["BENCH_ADAPT_PRESETS", "DEFECTS", "TEST_SEED", "AdaptBenchConfig", "bench_adapt"]
+
+TEST_SEED = 20_000
+
+#: Defects the shipped restorers never saw in training.
+DEFECTS: tuple[str, ...] = ("haze", "stripes", "detector")
+
+
+class AdaptBenchConfig(BaseModel):
+    """Sizes of one benchmark run; recorded in its JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    adapt: AdaptConfig
+    frame_size: int = Field(ge=16, description="side of every simulated frame")
+    test_frames: int = Field(ge=1)
+    n_defective_frames: int = Field(10, ge=1)
+    clean_frames: int = Field(ge=1, description="clean library for the CIN-GAN")
+    oracle_pairs: int = Field(ge=1)
+    few_pairs: int = Field(10, ge=1, description="true pairs of the pairs10 rows")
+
+
+def _quick_adapt() -> AdaptConfig:
+    """The default adaptation with shorter GAN and fine-tuning runs (≈ 1/4 of the steps)."""
+    default = adapt_preset("default")
+    return default.model_copy(
+        update={
+            "preset": "bench-quick",
+            "pretrain": default.pretrain.model_copy(update={"steps": 400}),
+            "new_defect": default.new_defect.model_copy(update={"steps": 200}),
+            "finetune": default.finetune.model_copy(
+                update={"preset": "adapt-bench-quick", "steps": 500, "checkpoint_every": 500}
+            ),
+        }
+    )
+
+
+BENCH_ADAPT_PRESETS: dict[str, AdaptBenchConfig] = {
+    "quick": AdaptBenchConfig(
+        adapt=_quick_adapt(), frame_size=128, test_frames=4, clean_frames=16, oracle_pairs=1000
+    ),
+    "full": AdaptBenchConfig(
+        adapt=adapt_preset("default"),
+        frame_size=256,
+        test_frames=16,
+        clean_frames=32,
+        oracle_pairs=1000,
+    ),
+}
+
+
+def _psnr(restorer: MSCGMRestorer, degraded: np.ndarray, target: np.ndarray) -> float:
+    restored = restorer.restore(degraded, seed=0).mean
+    return float(np.mean([metrics.psnr(r, t) for r, t in zip(restored, target, strict=True)]))
+
+
+def _pretrain(defects: Sequence[str], config: AdaptBenchConfig, seed: int) -> CINGAN:
+    others = tuple(d for d in DEFAULT_DEFECTS if d not in defects)
+    if not others:
+        raise ValueError("every pre-training defect is benchmarked; nothing left to pre-train on")
+    cfg = config.adapt
+    return pretrain_cingan(
+        others, cfg.pretrain_pairs, seed, cfg.pretrain.model_copy(update={"seed": seed}),
+        cfg.pretrain_size,
+    )
+
+
+def _bench_defect(
+    defect: str,
+    base: MSCGMRestorer,
+    pretrained: CINGAN,
+    config: AdaptBenchConfig,
+    seed: int,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    size, cfg = config.frame_size, config.adapt
+    test_d, test_t, _ = sim.make_pairs(defect, config.test_frames, TEST_SEED, size)
+    defective = sim.make_pairs(defect, config.n_defective_frames, seed + 1, size)[0]
+    clean = sim.make_pairs(defect, config.clean_frames, seed + 2, size)[1]
+    few = real_pairs(base, *sim.make_pairs(defect, config.few_pairs, seed + 3, size)[:2], cfg.tile)
+    many = sim.make_pairs(defect, config.oracle_pairs, seed + 4, size)
+    oracle_set = real_pairs(base, many[0], many[1], cfg.tile)
+
+    def tuned(data: Any, label: str) -> tuple[float, float]:
+        say(f"{defect}: fine-tuning {label}")
+        t0 = time.perf_counter()
+        restorer = fine_tune(base, data, cfg, seed=seed)
+        return _psnr(restorer, test_d, test_t), time.perf_counter() - t0
+
+    say(f"{defect}: learning the CIN row from {len(defective)} unpaired frames")
+    t0 = time.perf_counter()
+    gan = copy.deepcopy(pretrained)
+    learn_defect(gan, defect, defective, clean, cfg.new_defect.model_copy(update={"seed": seed}))
+    synthetic = training_set(base, cfg, gan=gan, defect=defect, clean=clean, seed=seed)
+    row_seconds = time.perf_counter() - t0
+    adapted, adapt_seconds = tuned(synthetic, "on CIN-GAN pairs")
+    mixed = training_set(base, cfg, gan=gan, defect=defect, clean=clean, real=few, seed=seed)
+    oracle, _ = tuned(training_set(base, cfg, real=oracle_set), f"{config.oracle_pairs} pairs")
+    pairs10, _ = tuned(training_set(base, cfg, real=few), f"{config.few_pairs} pairs")
+    pairs10_cingan, _ = tuned(mixed, f"{config.few_pairs} pairs + CIN-GAN pairs")
+    base_psnr = _psnr(base, test_d, test_t)
+    clean_n = [normalise_frame(t, gan.config.pmin, gan.config.pmax)[0] for t in test_t]
+    gap = oracle - base_psnr
+    raw = float(np.mean([metrics.psnr(d, t) for d, t in zip(test_d, test_t, strict=True)]))
+    return {
+        "base_psnr": base_psnr,
+        "adapted_psnr": adapted,
+        "oracle_psnr": oracle,
+        "pairs10_psnr": pairs10,
+        "pairs10_cingan_psnr": pairs10_cingan,
+        "raw_psnr": raw,
+        "gap_closed": (adapted - base_psnr) / gap if gap > 0 else None,
+        "n_defective_frames": len(defective),
+        "n_clean_frames": len(clean),
+        "n_synthetic_tiles": len(synthetic),
+        "oracle_pairs": config.oracle_pairs,
+        "minutes": (row_seconds + adapt_seconds) / 60.0,
+        "gen_divergence_psnr": divergence_psnr(gan, defect, clean_n, seed=seed),
+        "real_divergence_psnr": raw,
+    }
+
+
+def bench_adapt(
+    defects: Sequence[str] = DEFECTS,
+    base: str = "denoise",
+    quick: bool = False,
+    *,
+    config: AdaptBenchConfig | None = None,
+    seed: int = 0,
+    say: Callable[[str], None] = lambda _msg: None,
+) -> dict[str, Any]:
+    """Run the benchmark (module docstring) and return its JSON-able result.
+
+    ``config`` overrides the ``quick``/``full`` preset; ``say`` receives progress lines.
+    Raises ValueError for an unknown or repeated defect or a base that is not MSCGM.
+    """
+    defects = tuple(defects)
+    for d in defects:
+        sim.check_task(d)
+        if d == "axial_inpaint":
+            raise ValueError("axial_inpaint frames are stacks; benchmark a 2-D defect")
+    if len(set(defects)) != len(defects) or not defects:
+        raise ValueError(f"defects must be distinct and non-empty, got {defects}")
+    config = config or BENCH_ADAPT_PRESETS["quick" if quick else "full"]
+    restorer = get_restorer(base, device="cpu")
+    if not isinstance(restorer, MSCGMRestorer):
+        raise ValueError(f"base {base!r} is a {restorer.name!r} restorer; adaptation needs MSCGM")
+    started = time.perf_counter()
+    say("pre-training the CIN-GAN on the other defects")
+    pretrained = _pretrain(defects, config, seed)
+    pretrain_minutes = (time.perf_counter() - started) / 60.0
+    results = {
+        d: _bench_defect(d, restorer, pretrained, config, seed, say) for d in defects
+    }
+
+    def met(r: dict[str, Any]) -> dict[str, bool | None]:
+        closed = r["gap_closed"]
+        return {
+            "adapted_closes_70pct_of_gap": None if closed is None else bool(closed >= 0.7),
+            "pairs10_cingan_ge_pairs10_plus_1dB": bool(
+                r["pairs10_cingan_psnr"] >= r["pairs10_psnr"] + 1.0
+            ),
+        }
+
+    return {
+        "defects": results,
+        "targets_check": {d: met(r) for d, r in results.items()},
+        "base_model": {"name": restorer.name, "checksum": restorer.version},
+        "cingan_pretrained_on": pretrained.defects,
+        "pretrain_minutes": pretrain_minutes,
+        "total_minutes": (time.perf_counter() - started) / 60.0,
+        "quick": quick,
+        "seed": seed,
+        "test_seed": TEST_SEED,
+        "settings": config.model_dump(mode="json"),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }

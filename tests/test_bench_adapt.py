@@ -1,0 +1,70 @@
+"""``bench adapt``: every arm is measured, the defects are new to the CIN-GAN, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from live_restore.adapt import adapt_preset
+from live_restore.bench_adapt import AdaptBenchConfig, bench_adapt
+from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+from tiny_models import SMALL_MSCGM
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = AdaptBenchConfig(
+    adapt=adapt_preset("tiny"),
+    frame_size=32,
+    test_frames=1,
+    n_defective_frames=2,
+    clean_frames=2,
+    oracle_pairs=3,
+    few_pairs=2,
+)
+
+
+@pytest.fixture
+def base(tmp_path) -> str:
+    torch.manual_seed(0)
+    MSCGMRestorer(MSCGM(MSCGMConfig(task="denoise", **SMALL_MSCGM)), "cpu").save(tmp_path / "b")
+    return str(tmp_path / "b.json")
+
+
+def test_every_arm_is_measured_on_a_defect_new_to_the_cingan(base):
+    lines: list[str] = []
+    result = bench_adapt(("haze",), base, config=TINY, say=lines.append)
+    row = result["defects"]["haze"]
+    for key in ("base_psnr", "adapted_psnr", "oracle_psnr", "pairs10_psnr",
+                "pairs10_cingan_psnr", "raw_psnr", "gen_divergence_psnr",
+                "real_divergence_psnr", "minutes"):
+        assert math.isfinite(row[key]), key
+    assert row["n_defective_frames"] == 2 and row["oracle_pairs"] == 3
+    assert row["n_synthetic_tiles"] == 2 * TINY.adapt.draws_per_tile
+    assert "haze" not in result["cingan_pretrained_on"]
+    assert "stripes" in result["cingan_pretrained_on"]
+    check = result["targets_check"]["haze"]
+    assert check["pairs10_cingan_ge_pairs10_plus_1dB"] == (
+        row["pairs10_cingan_psnr"] >= row["pairs10_psnr"] + 1.0
+    )
+    if row["gap_closed"] is not None:
+        assert row["gap_closed"] == pytest.approx(
+            (row["adapted_psnr"] - row["base_psnr"]) / (row["oracle_psnr"] - row["base_psnr"])
+        )
+    assert any("learning the CIN row" in line for line in lines)
+    assert result["settings"]["oracle_pairs"] == 3
+
+
+@pytest.mark.parametrize(
+    ("defects", "base_name", "message"),
+    [
+        (("blur",), None, "unknown task 'blur'"),
+        (("axial_inpaint",), None, "stacks"),
+        (("haze", "haze"), None, "distinct"),
+        (("haze",), "classical", "needs MSCGM"),
+    ],
+)
+def test_bad_input_is_refused(base, defects, base_name, message):
+    with pytest.raises(ValueError, match=message):
+        bench_adapt(defects, base_name or base, config=TINY)
