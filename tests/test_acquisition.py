@@ -132,6 +132,24 @@ def test_deferred_backlog_is_completed_by_resume(pycam_core, tmp_path):
         assert len(store.indices(FrameStatus.RESTORED)) == 10
 
 
+def test_swapped_restorer_takes_over_and_the_store_records_which_model_restored_each_frame(
+    pycam_core, tmp_path
+):
+    core = pycam_core(shape=(32, 32))
+    before, after = ClassicalRestorer(levels=2), ClassicalRestorer(levels=3)
+    assert before.version != after.version
+    store = AcquisitionStore.create(tmp_path / "w.zarr", sizes={"t": 6}, frame_shape=(32, 32),
+                                    dtype="uint16")
+    with LiveRestorer(core, before, store) as live:
+        core.mda.events.frameReady.connect(
+            lambda img, event, meta: live.swap(after) if event.index["t"] == 2 else None
+        )
+        core.mda.run(_timelapse(6))
+    models = [store.frame_metadata({"t": t})["model"] for t in range(6)]
+    store.close()
+    assert models == [f"classical@{before.version}"] * 3 + [f"classical@{after.version}"] * 3
+
+
 def test_channel_map_restores_some_channels_and_marks_the_rest(democore, tmp_path):
     seq = useq.MDASequence(
         channels=[{"group": "Channel", "config": "DAPI"}, {"group": "Channel", "config": "FITC"}],

@@ -22,6 +22,7 @@ TINY = AdaptBenchConfig(
     clean_frames=2,
     oracle_pairs=3,
     few_pairs=2,
+    reference_draws=2,
 )
 
 

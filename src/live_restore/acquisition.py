@@ -112,6 +112,7 @@ class _Job:
     t_ready: float
     frame: np.ndarray | None
     meta: dict | None
+    restorer: Restorer
 
 
 @dataclass
@@ -129,7 +130,7 @@ class RestoreStats:
 
 
 class RestoreWorker(threading.Thread):
-    """Takes queued frames in micro-batches per restorer, restores them and writes them."""
+    """Takes queued frames in micro-batches (one channel, one restorer), restores, writes."""
 
     _STOP = object()
 
@@ -150,11 +151,9 @@ class RestoreWorker(threading.Thread):
         self.stats = RestoreStats()
         self._release_ram = release_ram
         self._queue: queue.Queue[Any] = queue.Queue()
-        self._restorers: dict[str, Restorer] = {}
         self._abandon = threading.Event()
 
-    def submit(self, job: _Job, restorer: Restorer) -> None:
-        self._restorers[job.channel] = restorer
+    def submit(self, job: _Job) -> None:
         self._queue.put(job)
 
     def finish(self, drain: bool = True) -> None:
@@ -182,7 +181,7 @@ class RestoreWorker(threading.Thread):
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is self._STOP or nxt.channel != job.channel:
+                if nxt is self._STOP or (nxt.channel, nxt.restorer) != (job.channel, job.restorer):
                     pending = nxt
                     break
                 batch.append(nxt)
@@ -219,7 +218,7 @@ class RestoreWorker(threading.Thread):
         return self.store.read_raw(job.index)
 
     def _restore_batch(self, batch: list[_Job]) -> None:
-        restorer = self._restorers[batch[0].channel]
+        restorer = batch[0].restorer
         frames = [self._load(job) for job in batch]
         t0 = time.perf_counter()
         try:
@@ -386,6 +385,14 @@ class LiveRestorer:
     def backlog(self) -> int:
         return self._worker.backlog if self._worker else 0
 
+    def swap(self, restorer: ChannelRestorers) -> None:
+        """Restore frames acquired from now on with ``restorer`` (e.g. an adapted model).
+
+        Frames already queued keep the restorer they were queued with; the store records per
+        frame which model (name@checksum) restored it, so a swap is visible in the data.
+        """
+        self._restorer = restorer
+
     # -- acquisition thread: keep it short ---------------------------------------------------
     def _restorer_for(self, channel: str) -> Restorer | None:
         if isinstance(self._restorer, Mapping):
@@ -415,9 +422,10 @@ class LiveRestorer:
                                   f"no restorer for channel {channel!r}")
             return
         keep = self._reserve_ram(img.nbytes)
-        job = _Job(index, event, channel, t_ready, img if keep else None, small if keep else None)
+        job = _Job(index, event, channel, t_ready, img if keep else None, small if keep else None,
+                   restorer)
         assert self._worker is not None
-        self._worker.submit(job, restorer)
+        self._worker.submit(job)
 
     def _on_sequence_finished(self, sequence: useq.MDASequence) -> None:
         self._finish()

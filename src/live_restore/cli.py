@@ -398,6 +398,8 @@ def bench_restorers_cmd(
         help="TASK:METHOD=PATH (METHOD mscgm|care|ddpm), repeatable; default: shipped models")
     ] = None,
     device: Annotated[str | None, typer.Option(help="torch device")] = None,
+    frames: Annotated[int | None, typer.Option(help="test frames per task (override)")] = None,
+    size: Annotated[int | None, typer.Option(help="frame side in pixels (override)")] = None,
 ) -> None:
     """MSCGM vs CARE, DDPM(-avg), classical and raw on a seeded simulated test set."""
     from live_restore.bench_restorers import bench_restorers
@@ -415,7 +417,7 @@ def bench_restorers_cmd(
             if not (eq and colon):
                 raise ValueError(f"--model must be TASK:METHOD=PATH, got {spec!r}")
             models.setdefault(name, {})[method] = path
-        result = bench_restorers(tasks, models, quick, device=device)
+        result = bench_restorers(tasks, models, quick, frames=frames, size=size, device=device)
     except ValueError as exc:
         raise _fail(exc) from exc
     json_out.write_text(json.dumps(result, indent=2))
