@@ -20,11 +20,13 @@ one new row. ``gen_divergence_psnr`` is PSNR(clean, G(clean)) on the test set's 
 is that the first approaches the second.
 
 PSNR is :func:`live_restore.metrics.psnr` (percentile-normalised, prediction affinely fitted
-to the reference), averaged over frames. The reference is the mean of ``reference_draws``
-noise realisations of each test pair's clean member (``sim.make_pair(..., realisation=r)``):
-the clean member alone carries shot noise at the defect's dose, which caps every arm near the
-raw PSNR and hides the differences this benchmark is for. Training draws use seeds
-``seed + 1 …`` and realisation 0; the test set uses ``TEST_SEED``.
+to the reference), averaged over frames. The reference, like the CIN-GAN's clean library, is
+the mean of ``reference_draws`` noise realisations of a pair's clean member
+(``sim.make_pair(..., realisation=r)``), i.e. a high-dose image: the clean member alone
+carries shot noise at the defect's dose, which would cap every arm near the raw PSNR and,
+in the library, be degraded twice (its own noise plus the CIN-GAN's). The true pairs of the
+oracle and pairs10 arms keep their noisy clean members, as a user's measured pairs would.
+Training draws use seeds ``seed + 1 …``; the test set uses ``TEST_SEED``.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class AdaptBenchConfig(BaseModel):
     clean_frames: int = Field(ge=1, description="clean library for the CIN-GAN")
     oracle_pairs: int = Field(ge=1)
     few_pairs: int = Field(10, ge=1, description="true pairs of the pairs10 rows")
-    reference_draws: int = Field(16, ge=1, description="clean realisations averaged per test frame")
+    reference_draws: int = Field(16, ge=1, description="realisations averaged per clean frame")
 
 
 def _quick_adapt() -> AdaptConfig:
@@ -106,6 +108,12 @@ BENCH_ADAPT_PRESETS: dict[str, AdaptBenchConfig] = {
 }
 
 
+def _clean_frames(defect: str, n: int, seed: int, size: int, draws: int) -> np.ndarray:
+    """The clean members of ``n`` pairs, each averaged over ``draws`` noise realisations: a
+    high-dose image of the field (a clean library or a test reference)."""
+    return np.mean([sim.make_pairs(defect, n, seed, size, r)[1] for r in range(draws)], axis=0)
+
+
 def _psnr(restorer: MSCGMRestorer, degraded: np.ndarray, target: np.ndarray) -> float:
     restored = restorer.restore(degraded, seed=0).mean
     return float(np.mean([metrics.psnr(r, t) for r, t in zip(restored, target, strict=True)]))
@@ -131,14 +139,10 @@ def _bench_defect(
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     size, cfg = config.frame_size, config.adapt
-    test_d, _, _ = sim.make_pairs(defect, config.test_frames, TEST_SEED, size)
-    test_t = np.mean(
-        [sim.make_pairs(defect, config.test_frames, TEST_SEED, size, r)[1]
-         for r in range(config.reference_draws)],
-        axis=0,
-    )
+    test_d = sim.make_pairs(defect, config.test_frames, TEST_SEED, size)[0]
+    test_t = _clean_frames(defect, config.test_frames, TEST_SEED, size, config.reference_draws)
     defective = sim.make_pairs(defect, config.n_defective_frames, seed + 1, size)[0]
-    clean = sim.make_pairs(defect, config.clean_frames, seed + 2, size)[1]
+    clean = _clean_frames(defect, config.clean_frames, seed + 2, size, config.reference_draws)
     few = real_pairs(base, *sim.make_pairs(defect, config.few_pairs, seed + 3, size)[:2], cfg.tile)
     many = sim.make_pairs(defect, config.oracle_pairs, seed + 4, size)
     oracle_set = real_pairs(base, many[0], many[1], cfg.tile)

@@ -605,6 +605,7 @@ class GANTrainConfig(BaseModel):
     n_critic: int = Field(2, ge=1, description="critic steps per generator step")
     lr_g: float = Field(1e-3, gt=0)
     lr_d: float = Field(1e-4, gt=0)
+    noise_lr_mult: float = Field(20.0, gt=0, description="noise head's lr relative to lr_g")
     seed: int = 0
 
 
@@ -651,8 +652,21 @@ def fit_cingan(
                 f"{len(frames)} frame(s), too small: {small[:3]}"
             )
     names = sorted(defective, key=model.defect_index)
-    gen_params = [p for p in model.generator.parameters() if p.requires_grad]
-    opt_g = torch.optim.Adam(gen_params, lr=config.lr_g, betas=(0.5, 0.9))
+    noise_params = [p for p in model.generator.noise.parameters() if p.requires_grad]
+    noise_ids = {id(p) for p in noise_params}
+    gen_params = [
+        p for p in model.generator.parameters() if p.requires_grad and id(p) not in noise_ids
+    ]
+    # The noise head's log-gain/log-floor must travel several units from their start (Adam
+    # moves a parameter ~lr per step): at lr_g they barely moved in a few hundred steps.
+    opt_g = torch.optim.Adam(
+        [
+            {"params": gen_params},
+            {"params": noise_params, "lr": config.lr_g * config.noise_lr_mult},
+        ],
+        lr=config.lr_g,
+        betas=(0.5, 0.9),
+    )
     opt_d = torch.optim.Adam(model.critic.parameters(), lr=config.lr_d, betas=(0.5, 0.9))
     rng = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
