@@ -57,7 +57,10 @@ def test_config_is_frozen_strict_and_checked():
         MSCGMConfig(task="confocal2sted", forward_model="confocal_blur")
     with pytest.raises(ValueError, match="pmin must be below pmax"):
         MSCGMConfig(task="denoise", pmin=50, pmax=40)
-    assert MSCGMConfig.for_task("confocal2sted").forward_model == "confocal_blur"
+    c2s = MSCGMConfig.for_task("confocal2sted")
+    assert c2s.forward_model == "confocal_blur"
+    assert (c2s.bridge_channels, c2s.bridge_mults, c2s.steps) == (32, (1, 2, 4), 2)
+    assert MSCGMConfig.for_task("confocal2sted", steps=4).steps == 4  # explicit values win
     assert MSCGMConfig.for_task("sted_denoise").forward_model == "identity"
 
 

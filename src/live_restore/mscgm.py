@@ -124,11 +124,23 @@ class MSCGMConfig(BaseModel):
 
     @classmethod
     def for_task(cls, task: str, **kwargs: object) -> MSCGMConfig:
-        """Config with the task's forward model filled in (confocal→STED blurs, else identity)."""
+        """Config with the task's defaults filled in; explicit ``kwargs`` win.
+
+        confocal→STED: the confocal-blur forward model, and a wider, shallower bridge (32
+        channels, 3 resolutions: the same parameter count as the default 16 × 4). Deblurring
+        puts most of the work on the bridge — heads fed the true LL score 2 dB higher than
+        with the bridge's — and in a bridge-only probe (2 500 steps, held-out LL PSNR) this
+        shape scored 38.3 dB against 36.9 dB for the default and 37.9 dB for 32 × 4 (4× the
+        parameters). Two hops instead of four keep its frame time (notes/mscgm.md §6: 2, 4
+        and 8 hops score alike at η = 0). Denoising keeps the defaults.
+        """
         if task == "confocal2sted":
             kwargs = {
                 "forward_model": "confocal_blur",
                 "blur_sigma_px": CONFOCAL_BLUR_SIGMA_PX,
+                "bridge_channels": 32,
+                "bridge_mults": (1, 2, 4),
+                "steps": 2,
             } | kwargs
         return cls(task=task, **kwargs)
 
