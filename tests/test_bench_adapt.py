@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from live_restore.adapt import adapt_preset
-from live_restore.bench_adapt import AdaptBenchConfig, bench_adapt
+from live_restore.bench_adapt import AdaptBenchConfig, bench_adapt, bench_gan_sharing
 from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
 from tiny_models import SMALL_MSCGM
 
@@ -69,3 +69,13 @@ def test_every_arm_is_measured_on_a_defect_new_to_the_cingan(base):
 def test_bad_input_is_refused(base, defects, base_name, message):
     with pytest.raises(ValueError, match=message):
         bench_adapt(defects, base_name or base, config=TINY)
+
+
+def test_gan_sharing_scores_shared_and_separate_gans_per_task_and_pair_count(base):
+    result = bench_gan_sharing(("denoise",), (2,), models={"denoise": base}, config=TINY)
+    row = result["tasks"]["denoise"]
+    assert math.isfinite(row["base_psnr"])
+    assert set(row["2"]) == {"shared", "separate"}
+    assert all(math.isfinite(v) for v in row["2"].values())
+    with pytest.raises(ValueError, match="unknown task"):
+        bench_gan_sharing(("blur",), config=TINY)

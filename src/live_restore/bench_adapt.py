@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,7 +54,14 @@ from live_restore.cingan import CINGAN, DEFAULT_DEFECTS, divergence_psnr, pretra
 from live_restore.mscgm import MSCGMRestorer, normalise_frame
 from live_restore.restorer import get_restorer
 
-__all__ = ["BENCH_ADAPT_PRESETS", "DEFECTS", "TEST_SEED", "AdaptBenchConfig", "bench_adapt"]
+__all__ = [
+    "BENCH_ADAPT_PRESETS",
+    "DEFECTS",
+    "TEST_SEED",
+    "AdaptBenchConfig",
+    "bench_adapt",
+    "bench_gan_sharing",
+]
 
 TEST_SEED = 20_000
 
@@ -241,4 +248,65 @@ def bench_adapt(
         "settings": config.model_dump(mode="json"),
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+    }
+
+
+def bench_gan_sharing(
+    tasks: Sequence[str] = ("denoise", "confocal2sted"),
+    pair_counts: Sequence[int] = (10, 50),
+    *,
+    models: Mapping[str, str] | None = None,
+    config: AdaptBenchConfig | None = None,
+    seed: int = 0,
+    say: Callable[[str], None] = lambda _msg: None,
+) -> dict[str, Any]:
+    """Seed 002's comparison: one CIN-GAN shared by every task vs one GAN per task.
+
+    Each task's shipped restorer is fine-tuned on ``n`` true pairs mixed with synthetic pairs
+    (``real_fraction``) from the task's row of the shared GAN (pre-trained on all ``tasks``,
+    ``pretrain.steps`` per task) or of a GAN pre-trained on that task alone (the same steps);
+    PSNR as in :func:`bench_adapt`. ``models`` maps a task to its restorer (default: the
+    shipped model of that name). Returns ``{"tasks": {task: {n: {"shared", "separate"}}}}``.
+    """
+    models = models or {}
+    for task in tasks:
+        sim.check_task(task)
+    config = config or BENCH_ADAPT_PRESETS["quick"]
+    cfg, size = config.adapt, config.frame_size
+    per_task = cfg.pretrain.steps
+
+    def pretrain(names: tuple[str, ...]) -> CINGAN:
+        train_cfg = cfg.pretrain.model_copy(update={"seed": seed, "steps": per_task * len(names)})
+        return pretrain_cingan(names, cfg.pretrain_pairs, seed, train_cfg, cfg.pretrain_size)
+
+    started = time.perf_counter()
+    say(f"pre-training one CIN-GAN on {', '.join(tasks)}")
+    shared = pretrain(tuple(tasks))
+    results: dict[str, Any] = {}
+    for task in tasks:
+        say(f"{task}: pre-training a GAN on {task} alone")
+        gans = {"shared": shared, "separate": pretrain((task,))}
+        base = get_restorer(models.get(task, task), device="cpu")
+        if not isinstance(base, MSCGMRestorer):
+            raise ValueError(f"the restorer for {task!r} is not an MSCGM model")
+        test_d = sim.make_pairs(task, config.test_frames, TEST_SEED, size)[0]
+        test_t = _clean_frames(task, config.test_frames, TEST_SEED, size, config.reference_draws)
+        clean = _clean_frames(task, config.clean_frames, seed + 2, size, config.reference_draws)
+        results[task] = {"base_psnr": _psnr(base, test_d, test_t)}
+        for n in pair_counts:
+            real = real_pairs(base, *sim.make_pairs(task, n, seed + 3, size)[:2], cfg.tile)
+            row = {}
+            for kind, gan in gans.items():
+                say(f"{task}: {n} pairs + {kind} CIN-GAN pairs")
+                data = training_set(base, cfg, gan=gan, defect=task, clean=clean, real=real,
+                                    seed=seed)
+                row[kind] = _psnr(fine_tune(base, data, cfg, seed=seed), test_d, test_t)
+            results[task][str(n)] = row
+    return {
+        "tasks": results,
+        "pair_counts": list(pair_counts),
+        "minutes": (time.perf_counter() - started) / 60.0,
+        "seed": seed,
+        "test_seed": TEST_SEED,
+        "settings": config.model_dump(mode="json"),
     }

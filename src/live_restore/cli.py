@@ -433,14 +433,20 @@ def bench_adapt_cmd(
         help="repeatable; default haze, stripes, detector")] = None,
     base: Annotated[str, typer.Option(help="MSCGM model to adapt")] = "denoise",
     seed: Annotated[int, typer.Option(help="seed for every training draw")] = 0,
+    gan_sharing: Annotated[bool, typer.Option(
+        help="instead: one shared CIN-GAN vs one GAN per task, 10 and 50 true pairs, on "
+             "denoise and confocal2sted (seed 002's comparison)")] = False,
 ) -> None:
     """Base vs CIN-GAN-adapted vs oracle vs 10-pair restorers on defects the base never saw."""
-    from live_restore.bench_adapt import DEFECTS, bench_adapt
+    from live_restore.bench_adapt import DEFECTS, bench_adapt, bench_gan_sharing
 
     try:
-        result = bench_adapt(tuple(defect or DEFECTS), base, quick, seed=seed,
-                             say=lambda msg: console.print(msg))
+        if gan_sharing:
+            result = bench_gan_sharing(seed=seed, say=lambda msg: console.print(msg))
+        else:
+            result = bench_adapt(tuple(defect or DEFECTS), base, quick, seed=seed,
+                                 say=lambda msg: console.print(msg))
     except ValueError as exc:
         raise _fail(exc) from exc
     json_out.write_text(json.dumps(result, indent=2))
-    console.print_json(json.dumps(result["targets_check"]))
+    console.print_json(json.dumps(result.get("targets_check", result["tasks"])))
