@@ -2,7 +2,8 @@
 
 For each defect (default: the simulator's ``haze``, ``stripes`` and ``detector``, which the
 base ``denoise`` restorer never saw) one fixed, seeded test set of true pairs is restored by
-five versions of the base model, all fine-tuned with the same budget (``config.finetune``):
+five versions of the base model, the last four fine-tuned with the same budget
+(``config.finetune``):
 
 - ``base``: no adaptation;
 - ``adapted``: CIN-GAN adaptation from ``n_defective_frames`` (10) *unpaired* defective frames
@@ -27,6 +28,9 @@ carries shot noise at the defect's dose, which would cap every arm near the raw 
 in the library, be degraded twice (its own noise plus the CIN-GAN's). The true pairs of the
 oracle and pairs10 arms keep their noisy clean members, as a user's measured pairs would.
 Training draws use seeds ``seed + 1 …``; the test set uses ``TEST_SEED``.
+
+:func:`bench_gan_sharing` runs seed 002's other comparison: one CIN-GAN shared by several
+tasks against one GAN per task, as the source of synthetic pairs next to 10 or 50 true ones.
 """
 
 from __future__ import annotations
