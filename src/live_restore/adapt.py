@@ -54,6 +54,7 @@ __all__ = [
     "fine_tune",
     "learn_defect",
     "real_pairs",
+    "synthetic_pairs",
     "training_set",
 ]
 
@@ -212,22 +213,24 @@ def _normalised_pair(
 
 
 @torch.no_grad()
-def _synthetic_pairs(
+def synthetic_pairs(
+    base: MSCGMRestorer,
     gan: CINGAN,
     defect: str,
-    clean_tiles: np.ndarray,
-    draws: int,
-    restorer: MSCGMRestorer,
-    seed: int,
+    clean: np.ndarray,
+    config: AdaptConfig,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``draws`` CIN-GAN degradations of every clean tile, as normalised training pairs."""
+    """``draws_per_tile`` CIN-GAN degradations (row ``defect``) of every ``tile``² tile of the
+    clean ``(N, Y, X)`` frames, as training pairs normalised for ``base``."""
     generator = torch.Generator().manual_seed(seed)
-    clean_n = normalise_frames(clean_tiles, gan.config.pmin, gan.config.pmax)
+    tiles = _tiles(clean, config.tile)
+    draws = config.draws_per_tile
     degraded, target = [], []
-    for tile in clean_n:
+    for tile in normalise_frames(tiles, gan.config.pmin, gan.config.pmax):
         x = torch.from_numpy(tile)[None, None].expand(draws, 1, *tile.shape)
         for fake in gan.synthesise(x.contiguous(), defect, generator)[:, 0].numpy():
-            d, t = _normalised_pair(fake, tile, restorer)
+            d, t = _normalised_pair(fake, tile, base)
             degraded.append(d)
             target.append(t)
     return np.stack(degraded), np.stack(target)
@@ -252,34 +255,23 @@ def real_pairs(
 
 
 def training_set(
-    base: MSCGMRestorer,
     config: AdaptConfig,
-    *,
-    gan: CINGAN | None = None,
-    defect: str | None = None,
-    clean: np.ndarray | None = None,
+    synthetic: tuple[np.ndarray, np.ndarray] | None = None,
     real: tuple[np.ndarray, np.ndarray] | None = None,
-    seed: int = 0,
 ) -> PairDataset:
-    """The fine-tuning set: CIN-GAN pairs (``draws_per_tile`` draws of every ``tile``² tile of
-    ``clean`` with row ``defect``), real pairs (from :func:`real_pairs`), or both, the real
-    ones repeated to make up ``real_fraction`` of the set (the seed's ``alpha``)."""
-    if gan is None:
-        if real is None:
-            raise ValueError("training_set needs a CIN-GAN with clean frames, or real pairs")
-        return _ArrayPairs(*real)
-    if defect is None or clean is None:
-        raise ValueError("synthetic pairs need the defect's name and clean frames")
-    fake_d, fake_t = _synthetic_pairs(
-        gan, defect, _tiles(clean, config.tile), config.draws_per_tile, base, seed
-    )
-    if real is None:
-        return _ArrayPairs(fake_d, fake_t)
-    n_fake, n_real = len(fake_d), len(real[0])
+    """The fine-tuning set: synthetic pairs (:func:`synthetic_pairs`), real pairs
+    (:func:`real_pairs`), or both, the real ones repeated to make up ``real_fraction`` of the
+    set (the seed's ``alpha``)."""
+    if synthetic is None or real is None:
+        pairs = synthetic if synthetic is not None else real
+        if pairs is None:
+            raise ValueError("training_set needs synthetic pairs, real pairs, or both")
+        return _ArrayPairs(*pairs)
+    n_fake, n_real = len(synthetic[0]), len(real[0])
     repeats = max(1, round(n_fake * config.real_fraction / (1 - config.real_fraction) / n_real))
     return _ArrayPairs(
-        np.concatenate([fake_d, *[real[0]] * repeats]),
-        np.concatenate([fake_t, *[real[1]] * repeats]),
+        np.concatenate([synthetic[0], *[real[0]] * repeats]),
+        np.concatenate([synthetic[1], *[real[1]] * repeats]),
     )
 
 
@@ -423,7 +415,8 @@ def adapt(
         )
     learn_defect(gan, defect, defective, clean, config.new_defect.model_copy(update={"seed": seed}),
                  stage("defect"))
-    data = training_set(base, config, gan=gan, defect=defect, clean=clean, real=real, seed=seed)
+    synthetic = synthetic_pairs(base, gan, defect, clean, config, seed)
+    data = training_set(config, synthetic, real)
     restorer = fine_tune(base, data, config, seed=seed, workdir=workdir,
                          progress=stage("finetune"))
     cingan_path = None
@@ -437,8 +430,7 @@ def adapt(
         "clean_frames": {"n": len(clean), "shape": list(clean.shape[1:]),
                          "checksum": _digest(clean)},
         "real_pairs": 0 if real is None else len(real[0]),
-        "training_tiles": {"synthetic": len(_tiles(clean, config.tile)) * config.draws_per_tile,
-                           "total": len(data)},
+        "training_tiles": {"synthetic": len(synthetic[0]), "total": len(data)},
         "cingan": {"defects": gan.defects, "file": str(cingan_path) if cingan_path else None},
         "seed": seed,
         "settings": config.model_dump(mode="json"),

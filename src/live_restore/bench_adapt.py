@@ -52,6 +52,7 @@ from live_restore.adapt import (
     fine_tune,
     learn_defect,
     real_pairs,
+    synthetic_pairs,
     training_set,
 )
 from live_restore.cingan import CINGAN, DEFAULT_DEFECTS, divergence_psnr, pretrain_cingan
@@ -168,13 +169,14 @@ def _bench_defect(
     t0 = time.perf_counter()
     gan = copy.deepcopy(pretrained)
     learn_defect(gan, defect, defective, clean, cfg.new_defect.model_copy(update={"seed": seed}))
-    synthetic = training_set(base, cfg, gan=gan, defect=defect, clean=clean, seed=seed)
+    synthetic = synthetic_pairs(base, gan, defect, clean, cfg, seed)
     row_seconds = time.perf_counter() - t0
-    adapted, adapt_seconds = tuned(synthetic, "on CIN-GAN pairs")
-    mixed = training_set(base, cfg, gan=gan, defect=defect, clean=clean, real=few, seed=seed)
-    oracle, _ = tuned(training_set(base, cfg, real=oracle_set), f"{config.oracle_pairs} pairs")
-    pairs10, _ = tuned(training_set(base, cfg, real=few), f"{config.few_pairs} pairs")
-    pairs10_cingan, _ = tuned(mixed, f"{config.few_pairs} pairs + CIN-GAN pairs")
+    adapted, adapt_seconds = tuned(training_set(cfg, synthetic), "on CIN-GAN pairs")
+    oracle, _ = tuned(training_set(cfg, real=oracle_set), f"{config.oracle_pairs} pairs")
+    pairs10, _ = tuned(training_set(cfg, real=few), f"{config.few_pairs} pairs")
+    pairs10_cingan, _ = tuned(
+        training_set(cfg, synthetic, few), f"{config.few_pairs} pairs + CIN-GAN pairs"
+    )
     base_psnr = _psnr(base, test_d, test_t)
     clean_n = [normalise_frame(t, gan.config.pmin, gan.config.pmax)[0] for t in test_t]
     gap = oracle - base_psnr
@@ -189,7 +191,7 @@ def _bench_defect(
         "gap_closed": (adapted - base_psnr) / gap if gap > 0 else None,
         "n_defective_frames": len(defective),
         "n_clean_frames": len(clean),
-        "n_synthetic_tiles": len(synthetic),
+        "n_synthetic_tiles": len(synthetic[0]),
         "oracle_pairs": config.oracle_pairs,
         "minutes": (row_seconds + adapt_seconds) / 60.0,
         "gen_divergence_psnr": divergence_psnr(gan, defect, clean_n, seed=seed),
@@ -297,13 +299,15 @@ def bench_gan_sharing(
         test_t = _clean_frames(task, config.test_frames, TEST_SEED, size, config.reference_draws)
         clean = _clean_frames(task, config.clean_frames, seed + 2, size, config.reference_draws)
         results[task] = {"base_psnr": _psnr(base, test_d, test_t)}
+        synthetic = {
+            kind: synthetic_pairs(base, gan, task, clean, cfg, seed) for kind, gan in gans.items()
+        }
         for n in pair_counts:
             real = real_pairs(base, *sim.make_pairs(task, n, seed + 3, size)[:2], cfg.tile)
             row = {}
-            for kind, gan in gans.items():
+            for kind, pairs in synthetic.items():
                 say(f"{task}: {n} pairs + {kind} CIN-GAN pairs")
-                data = training_set(base, cfg, gan=gan, defect=task, clean=clean, real=real,
-                                    seed=seed)
+                data = training_set(cfg, pairs, real)
                 row[kind] = _psnr(fine_tune(base, data, cfg, seed=seed), test_d, test_t)
             results[task][str(n)] = row
     return {
