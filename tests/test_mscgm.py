@@ -18,7 +18,7 @@ from live_restore.mscgm import (
     normalise_frame,
     synthesise,
 )
-from live_restore.restorer import Restorer
+from live_restore.restorer import Averaged, Restorer
 from tiny_models import SMALL_MSCGM
 
 
@@ -91,6 +91,26 @@ def test_losses_are_finite_and_the_critic_waits_for_warm_up():
         model.losses(torch.rand(1, 1, 12, 12), torch.rand(1, 1, 12, 12), step=0, total_steps=1)
 
 
+def test_frame_bridge_sees_structure_inside_the_ll_blocks(tmp_path):
+    model = _model(bridge_sees="frame")
+    flat = torch.full((1, 1, 16, 16), 0.5)
+    checker = flat + 0.3 * (torch.arange(16)[:, None] + torch.arange(16)).remainder(2) - 0.15
+    assert torch.allclose(model._levels(flat)[0][0], model._levels(checker)[0][0])  # same LL
+    x_t, ll, t = torch.rand(1, 1, 4, 4), model._levels(flat)[0][0], torch.tensor([500])
+    assert not torch.equal(model.denoiser(x_t, ll, t, frame=flat),
+                           model.denoiser(x_t, ll, t, frame=checker))
+    with pytest.raises(ValueError, match="pass frame="):
+        model.denoiser(x_t, ll, t)
+    assert torch.isfinite(model.losses(checker, flat, step=9, total_steps=10)["loss"])
+    restorer = MSCGMRestorer(model, device="cpu")
+    loaded = MSCGMRestorer.load(restorer.save(tmp_path / "m"), device="cpu")
+    assert loaded.config.bridge_sees == "frame"
+    frames = _frames(1, (33, 31))
+    np.testing.assert_array_equal(
+        restorer.restore(frames, seed=1).mean, loaded.restore(frames, seed=1).mean
+    )
+
+
 def test_restorer_protocol(restorer):
     assert isinstance(restorer, Restorer)
     assert restorer.name == "mscgm"
@@ -131,6 +151,20 @@ def test_same_seed_same_output_and_samples_spread(restorer):
     assert a.std is not None and float(a.std.mean()) > 0
     c = restorer.restore(frames, samples=2, seed=4)
     assert not np.array_equal(a.mean, c.mean)
+
+
+def test_draws_differ_by_grid_offset_and_averaged_returns_their_mean(restorer):
+    frames = _frames(1, (40, 48))
+    draws = [restorer.restore(frames, seed=s, eta=0.0).mean for s in range(6)]
+    assert any(not np.array_equal(draws[0], d) for d in draws[1:])  # η = 0, offsets differ
+    averaged = Averaged(restorer, 3)
+    assert averaged.name == "mscgm_avg3" and averaged.version == restorer.version
+    assert averaged.consistency == restorer.consistency  # the wrapped restorer's attributes
+    result = averaged.restore(frames, seed=4)
+    np.testing.assert_array_equal(result.mean, restorer.restore(frames, samples=3, seed=4).mean)
+    assert result.std is not None and result.std.max() > 0
+    with pytest.raises(ValueError, match="samples"):
+        Averaged(restorer, 0)
 
 
 def test_tiling_blends_tiles_back_exactly(monkeypatch):

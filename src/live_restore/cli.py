@@ -315,6 +315,8 @@ def dose_sweep(
         help="channel-group preset, e.g. Confocal or STED (default: every preset)")] = None,
     model: Annotated[str, typer.Option(
         help="restorer, or 'auto': sted_denoise / denoise when shipped, else classical")] = "auto",
+    samples: Annotated[int, typer.Option(
+        help="restore each frame as the mean of this many draws (MSCGM: grid offsets)")] = 1,
     target: Annotated[str | None, typer.Option(
         help="e.g. 'ssim>=0.90' (default: raw SSIM at the reference dose)")] = None,
     dose_property: Annotated[str | None, typer.Option(
@@ -335,9 +337,9 @@ def dose_sweep(
     try:
         report = run_dose_sweep(
             output, config=config, doses=doses, reference_dose=reference_dose,
-            frames_per_dose=frames_per_dose, modality=modality, model=model, target=target,
-            dose_property=dose_property, roi=roi, bleach_frames=bleach_frames, device=device,
-            overwrite=overwrite, progress=console.print,
+            frames_per_dose=frames_per_dose, modality=modality, model=model, samples=samples,
+            target=target, dose_property=dose_property, roi=roi, bleach_frames=bleach_frames,
+            device=device, overwrite=overwrite, progress=console.print,
         )
         plot_sweep(report, output / "dose_sweep.png")
         plot_strip(report, output / "dose_strip.png")

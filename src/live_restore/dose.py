@@ -55,7 +55,7 @@ from live_restore import sim
 from live_restore.acquisition import managed_core, run_acquisition
 from live_restore.demo import default_config, reference_channels
 from live_restore.metrics import frc_resolution, psnr, ssim
-from live_restore.restorer import Restorer, get_restorer, list_models
+from live_restore.restorer import Averaged, Restorer, get_restorer, list_models
 from live_restore.sim.microscope import BLEACH_KAPPA, BLEACH_STED_FACTOR
 from live_restore.store import AcquisitionStore
 
@@ -315,7 +315,7 @@ def _shipped() -> set[str]:
 
 
 def _plan_arms(
-    core: CMMCorePlus, modality: str | None, model: str, device: str | None
+    core: CMMCorePlus, modality: str | None, model: str, device: str | None, samples: int = 1
 ) -> list[_ArmPlan]:
     """Which modality/restorer pairs to sweep: one for ``modality``; all presets for None."""
     group = core.getChannelGroup()
@@ -334,12 +334,12 @@ def _plan_arms(
         if model == "auto":
             wanted = MODALITY_MODELS.get(mod or "", "classical")
             name = wanted if wanted in shipped else "classical"
-        restorer = get_restorer(name, device=device)
+        restorer = Averaged(get_restorer(name, device=device), samples)
         ref = reference_channels({mod or "": restorer})[mod or ""] or None
         ref = ref if ref in presets else mod
         plans.append(_ArmPlan(mod if ref == mod else f"{mod}->{ref}", mod, restorer, ref))
     if modality is None and model == "auto" and TRANSFER_MODEL in shipped and "STED" in presets:
-        restorer = get_restorer(TRANSFER_MODEL, device=device)
+        restorer = Averaged(get_restorer(TRANSFER_MODEL, device=device), samples)
         plans.append(_ArmPlan("Confocal->STED", "Confocal", restorer, "STED"))
     return plans
 
@@ -391,6 +391,7 @@ def run_dose_sweep(
     frames_per_dose: int = 2,
     modality: str | None = None,
     model: str = "auto",
+    samples: int = 1,
     target: Target | str | None = None,
     dose_property: str | None = None,
     roi: int = 256,
@@ -403,8 +404,9 @@ def run_dose_sweep(
 
     ``config=None`` uses the simulated confocal/STED microscope. ``modality=None`` sweeps every
     preset of the channel group (STED first) plus ``confocal2sted`` when shipped. The
-    reference dose (default: the highest dose) is always swept too. The recommended sequence
-    (``bleach_frames`` frames at the recommended dose) is written to
+    reference dose (default: the highest dose) is always swept too. ``samples > 1`` restores
+    every frame as the mean of that many draws (:class:`~live_restore.restorer.Averaged`).
+    The recommended sequence (``bleach_frames`` frames at the recommended dose) is written to
     ``OUTPUT/recommended_sequence.json`` when a dose meets the target.
     """
     dose_list = parse_doses(doses)
@@ -426,7 +428,7 @@ def run_dose_sweep(
         control.check(core, dose_list)
         if not core.getXYStageDevice():
             raise ValueError("the sweep moves to a fresh field per dose and needs an XY stage")
-        arms_plan = _plan_arms(core, modality, model, device)
+        arms_plan = _plan_arms(core, modality, model, device, samples)
         group = core.getChannelGroup() or "Modality"
         width, height = core.getImageWidth(), core.getImageHeight()
         if roi and roi < min(width, height):

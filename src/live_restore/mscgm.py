@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -89,9 +90,14 @@ class MSCGMConfig(BaseModel):
     bridge_s: float = Field(0.1, gt=0, description="bridge variance scale (notes §6: 0.1)")
     steps: int = Field(4, ge=1, description="default sampling hops")
     eta: float = Field(0.0, ge=0, le=1, description="stochasticity for a single sample")
-    sample_eta: float = Field(1.0, ge=0, le=1, description="stochasticity when samples > 1")
+    sample_eta: float = Field(
+        0.0, ge=0, le=1, description="stochasticity when samples > 1 (draws differ by grid offset)"
+    )
     bridge_channels: int = Field(16, ge=1, description="bridge U-Net width at full LL size")
     bridge_mults: tuple[int, ...] = (1, 2, 4, 8)
+    bridge_sees: Literal["ll", "frame"] = Field(
+        "ll", description="'frame': the bridge also sees every degraded pixel, not just its LL"
+    )
     head_channels: int = Field(16, ge=1, description="width of every head but the finest")
     finest_head_channels: int = Field(8, ge=1, description="the finest head dominates time")
     disc_channels: int = Field(16, ge=1)
@@ -234,14 +240,29 @@ def _ramp(fraction: float, start: float, length: float) -> float:
 
 
 class _BridgeDenoiser(nn.Module):
-    """``model(x_t, y, t) → x_t − x_0`` (:data:`live_restore.bridge.BridgeDenoiser`)."""
+    """``model(x_t, y, t) → x_t − x_0`` (:data:`live_restore.bridge.BridgeDenoiser`).
+
+    With ``bridge_sees="frame"`` the U-Net also takes ``frame``, the degraded frame packed to
+    the LL's resolution (``pixel_unshuffle`` by 2^J: 4^J channels, one per pixel of a block).
+    The LL is only the block means; a blurred or noisy frame's finer structure says more about
+    the clean block means than their own noisy average does.
+    """
 
     def __init__(self, config: MSCGMConfig) -> None:
         super().__init__()
-        self.unet = UNet(2, 1, config.bridge_channels, config.bridge_mults, time_embedding=True)
+        self.block = 2**config.levels if config.bridge_sees == "frame" else 0
+        in_channels = 2 + self.block**2
+        self.unet = UNet(
+            in_channels, 1, config.bridge_channels, config.bridge_mults, time_embedding=True
+        )
 
-    def forward(self, x_t: Tensor, y: Tensor, t: Tensor) -> Tensor:
-        return self.unet(torch.cat((x_t, y), dim=1), t)
+    def forward(self, x_t: Tensor, y: Tensor, t: Tensor, frame: Tensor | None = None) -> Tensor:
+        inputs = [x_t, y]
+        if self.block:
+            if frame is None:
+                raise ValueError("this bridge sees the degraded frame: pass frame=")
+            inputs.append(F.pixel_unshuffle(frame, self.block))
+        return self.unet(torch.cat(inputs, dim=1), t)
 
 
 class MSCGM(nn.Module):
@@ -309,14 +330,20 @@ class MSCGM(nn.Module):
         return ll + sigma * torch.randn_like(ll)
 
     def _conditioning(
-        self, y_lls: list[Tensor], y_details: list[Tensor], x_lls: list[Tensor], robust: bool
+        self,
+        degraded: Tensor,
+        y_lls: list[Tensor],
+        y_details: list[Tensor],
+        x_lls: list[Tensor],
+        robust: bool,
     ) -> list[Tensor]:
         """The LL each head is conditioned on: augmented ground truth (stage 1) or the chain
         bridge sample → heads, computed without gradients (stage 2, no exposure bias)."""
         if not robust:
             return [self._augment_ll(ll) for ll in x_lls]
         with torch.no_grad():
-            ll = self.bridge.sample(self.denoiser, y_lls[0], self.config.steps, 0.0)
+            denoiser = partial(self.denoiser, frame=degraded)
+            ll = self.bridge.sample(denoiser, y_lls[0], self.config.steps, 0.0)
             ll = ll.clone()  # leave inference mode: the result feeds a graph below
             conds = []
             for i, head in enumerate(self.heads):
@@ -352,9 +379,10 @@ class MSCGM(nn.Module):
         fraction = step / max(total_steps, 1)
         x_lls, x_details = self._levels(target)
         y_lls, y_details = self._levels(degraded)
-        out: dict[str, Tensor] = {"bridge": self.bridge.p_losses(self.denoiser, x_lls[0], y_lls[0])}
+        denoiser = partial(self.denoiser, frame=degraded)
+        out: dict[str, Tensor] = {"bridge": self.bridge.p_losses(denoiser, x_lls[0], y_lls[0])}
         alpha = cfg.adv_weight * _ramp(fraction, cfg.adv_start, cfg.adv_ramp)
-        conds = self._conditioning(y_lls, y_details, x_lls, fraction >= cfg.robust_start)
+        conds = self._conditioning(degraded, y_lls, y_details, x_lls, fraction >= cfg.robust_start)
         total = out["bridge"]
         for i, head in enumerate(self.heads):
             z = torch.randn_like(conds[i])
@@ -434,7 +462,8 @@ class MSCGM(nn.Module):
         steps = self.config.steps if steps is None else steps
         eta = self.config.eta if eta is None else eta
         y_lls, y_details = self._levels(y_norm)
-        ll = self.bridge.sample(self.denoiser, y_lls[0], steps, eta, generator)
+        denoiser = partial(self.denoiser, frame=y_norm)
+        ll = self.bridge.sample(denoiser, y_lls[0], steps, eta, generator)
         for i, head in enumerate(self.heads):
             z = torch.randn(ll.shape, generator=generator, device=ll.device, dtype=ll.dtype)
             ll = synthesise(ll, head(ll, y_lls[i], y_details[i], z))
@@ -533,9 +562,11 @@ class MSCGMRestorer:
     ) -> RestoreResult:
         """Restore ``batch`` (N, Y, X) or (Y, X), any numeric dtype, in camera units.
 
-        ``samples > 1`` draws that many restorations (with ``sample_eta`` unless ``eta`` is
-        given) and returns their mean and standard deviation; ``seed`` makes the result
-        reproducible. Output float32 (N, Y, X) in the input frames' camera units.
+        Every draw restores the frame at a random offset of the Haar grid (cycle spinning,
+        :meth:`_restore_draw`). ``samples > 1`` draws that many restorations (with
+        ``sample_eta`` unless ``eta`` is given) and returns their mean and standard deviation;
+        ``seed`` makes the result reproducible. Output float32 (N, Y, X) in the input frames'
+        camera units.
         """
         frames = check_batch(batch)
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
@@ -552,12 +583,27 @@ class MSCGMRestorer:
         for n, frame in enumerate(frames):
             norm, lo, scale = normalise_frame(frame, self.config.pmin, self.config.pmax)
             draws = np.stack(
-                [self._restore_frame(norm, steps, eta, generator) for _ in range(samples)]
+                [self._restore_draw(norm, steps, eta, generator) for _ in range(samples)]
             )
             mean[n] = draws.mean(axis=0) * scale + lo
             if std is not None:
                 std[n] = draws.std(axis=0) * scale
         return RestoreResult(mean=mean, std=std)
+
+    def _restore_draw(
+        self, norm: np.ndarray, steps: int | None, eta: float, generator: torch.Generator
+    ) -> np.ndarray:
+        """One draw, restored at a random offset ``(dy, dx) < 2^J`` of the Haar grid.
+
+        The pyramid is not shift-invariant: the errors it leaves sit on its 2^J-pixel grid,
+        the same in every frame. Restorations of two noise realisations then agree at those
+        frequencies and their FRC reaches Nyquist whatever the true resolution; a mean over
+        offsets (Coifman–Donoho cycle spinning) averages the grid errors out instead.
+        """
+        block = self.model.pyramid.multiple
+        dy, dx = torch.randint(block, (2,), generator=generator, device=self.device).tolist()
+        shifted = np.pad(norm, ((dy, 0), (dx, 0)), mode="symmetric")
+        return self._restore_frame(shifted, steps, eta, generator)[dy:, dx:]
 
     def _restore_frame(
         self, norm: np.ndarray, steps: int | None, eta: float, generator: torch.Generator

@@ -61,6 +61,31 @@ def check_batch(batch: np.ndarray) -> np.ndarray:
     return arr
 
 
+class Averaged:
+    """A restorer that returns the mean of ``samples`` draws per frame (and their spread).
+
+    For the live pipeline and the dose sweep, which call ``restore(batch)``: MSCGM's draws
+    differ by their Haar-grid offset, so their mean trades ``samples`` × the frame time for
+    less grid error. Other attributes (``consistency``, ``config``) are the wrapped one's.
+    """
+
+    def __init__(self, restorer: Restorer, samples: int) -> None:
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+        self.restorer = restorer
+        self.samples = samples
+        self.name = restorer.name if samples == 1 else f"{restorer.name}_avg{samples}"
+        self.version = restorer.version
+
+    def restore(
+        self, batch: np.ndarray, *, samples: int = 1, seed: int | None = None
+    ) -> RestoreResult:
+        return self.restorer.restore(batch, samples=self.samples * samples, seed=seed)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.__dict__["restorer"], name)
+
+
 def file_checksum(*paths: Path) -> str:
     """Short SHA-256 of one or more files: the model version recorded with each frame."""
     digest = hashlib.sha256()

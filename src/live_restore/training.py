@@ -168,7 +168,10 @@ class PairDataset:
                 self.target[i] = match_target(self.degraded[i], target_n, self.norm_config)
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(cache, degraded=self.degraded, target=self.target)
+                partial = cache.with_suffix(".npz.tmp")  # a killed run leaves no half cache
+                with partial.open("wb") as f:
+                    np.savez(f, degraded=self.degraded, target=self.target)
+                partial.replace(cache)
 
     @classmethod
     def for_model(
