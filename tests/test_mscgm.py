@@ -190,9 +190,13 @@ def test_consistency_flags_hallucinated_structure(restorer):
     spots = scipy.ndimage.gaussian_filter(spots, 1.5)
     faked = clean + 30.0 * spots / spots.max()  # ten PSF-sized hallucinated puncta
     good = restorer.consistency(raw, clean)
-    assert 0.7 < good < 1.4
-    assert restorer.consistency(raw, faked) > 2 * good
-    assert restorer.consistency(raw, raw) < 0.1  # copying the noise is flagged too
+    assert abs(good) < 0.2
+    assert restorer.consistency(raw, faked) > good + 0.5
+    assert restorer.consistency(raw, 1.1 * clean + 3.0) == pytest.approx(good)  # photometry
+    assert restorer.consistency(raw, raw) < -0.3  # copying the noise is flagged too
+    bright = rng.poisson(100 * clean).astype(np.float64)  # 100× the dose: same verdicts
+    assert abs(restorer.consistency(bright, 100 * clean)) < 0.05
+    assert restorer.consistency(bright, 100 * faked) > 0.4
     with pytest.raises(ValueError, match="one shape"):
         restorer.consistency(raw, clean[:10])
 

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from live_restore import __version__
 from live_restore.bridge import BrownianBridge
+from live_restore.metrics import fit_affine
 from live_restore.model_files import load_model_files, prepare_model, save_model_files
 from live_restore.networks import DetailHead, PatchDiscriminator, UNet
 from live_restore.noise import estimate_noise
@@ -643,16 +644,21 @@ class MSCGMRestorer:
         """Data-consistency score of one restored frame against its raw frame (camera units).
 
         The raw frame should be the restored one seen through the task's forward model ``F``
-        plus Poisson–Gaussian noise. With ``v = gain · F(restored) + floor`` estimated from the
-        raw frame (:func:`live_restore.noise.estimate_noise`, floored at a quarter of ``gain``)
-        and the whitened residual ``r = (raw − F(restored)) / √v``, the score is
+        (affinely fitted to it: photometry is not structure) plus Poisson–Gaussian noise.
+        With ``v = gain · F(restored) + floor`` estimated from the raw frame
+        (:func:`live_restore.noise.estimate_noise`, floored at a quarter of ``gain``), a
+        Gaussian ``G`` (σ = 1.5 px) and ``E(a) = mean((G * (a / √v))²) / Σ G²`` (white noise
+        gives 1), the score is
 
-            ``mean((G_σ * r)²) / Σ G_σ²``  with a Gaussian ``G_σ``, ``σ`` = 1.5 px.
+            ``(E(raw − F(restored)) − 1) / max(E(raw − mean(raw)) − 1, 1)``:
 
-        White noise scores ≈ 1 whatever ``σ``; smoothing over about a PSF lets a spatially
-        coherent residual (a hallucinated spot, a lost filament) add up instead of drowning in
-        per-pixel noise, so it scores several times higher. Well below 1 means the restoration
-        copied the noise. Returns a float ≥ 0; ≈ 1 is consistent.
+        the residual's energy beyond noise, as a fraction of the raw frame's own structure
+        beyond noise. Smoothing over about a PSF lets a coherent residual (an invented spot, a
+        lost filament) add up instead of drowning in per-pixel noise. Measuring it against
+        the structure rather than the noise keeps the score comparable across doses: in noise
+        units any small systematic difference dominates a bright frame. ≈ 0 is consistent;
+        0.1 means a tenth of the structure is unexplained (or invented); below 0 the
+        restoration follows the noise.
         """
         raw = np.asarray(raw, dtype=np.float64)
         restored = np.asarray(restored, dtype=np.float64)
@@ -664,13 +670,20 @@ class MSCGMRestorer:
         if not (np.isfinite(raw).all() and np.isfinite(restored).all()):
             raise ValueError("raw and restored must not contain NaN or infinite values")
         noise = estimate_noise(raw)
-        predicted = apply_forward_model(
-            restored, self.config.forward_model, self.config.blur_sigma_px
+        predicted = fit_affine(
+            apply_forward_model(restored, self.config.forward_model, self.config.blur_sigma_px),
+            raw,
         )
-        variance = np.maximum(noise.gain * predicted + noise.floor, 0.25 * noise.gain)
-        whitened = (raw - predicted) / np.sqrt(variance)
-        smoothed = scipy.ndimage.gaussian_filter(whitened, _CONSISTENCY_SIGMA_PX, mode="reflect")
-        return float(np.mean(smoothed**2) / _KERNEL_ENERGY)
+        std = np.sqrt(np.maximum(noise.gain * predicted + noise.floor, 0.25 * noise.gain))
+
+        def energy(difference: np.ndarray) -> float:
+            smoothed = scipy.ndimage.gaussian_filter(
+                difference / std, _CONSISTENCY_SIGMA_PX, mode="reflect"
+            )
+            return float(np.mean(smoothed**2) / _KERNEL_ENERGY)
+
+        excess = energy(raw - predicted) - 1.0
+        return excess / max(energy(raw - raw.mean()) - 1.0, 1.0)
 
     # ------------------------------------------------------------------ files
 
