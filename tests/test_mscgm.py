@@ -91,26 +91,6 @@ def test_losses_are_finite_and_the_critic_waits_for_warm_up():
         model.losses(torch.rand(1, 1, 12, 12), torch.rand(1, 1, 12, 12), step=0, total_steps=1)
 
 
-def test_frame_bridge_sees_structure_inside_the_ll_blocks(tmp_path):
-    model = _model(bridge_sees="frame")
-    flat = torch.full((1, 1, 16, 16), 0.5)
-    checker = flat + 0.3 * (torch.arange(16)[:, None] + torch.arange(16)).remainder(2) - 0.15
-    assert torch.allclose(model._levels(flat)[0][0], model._levels(checker)[0][0])  # same LL
-    x_t, ll, t = torch.rand(1, 1, 4, 4), model._levels(flat)[0][0], torch.tensor([500])
-    assert not torch.equal(model.denoiser(x_t, ll, t, frame=flat),
-                           model.denoiser(x_t, ll, t, frame=checker))
-    with pytest.raises(ValueError, match="pass frame="):
-        model.denoiser(x_t, ll, t)
-    assert torch.isfinite(model.losses(checker, flat, step=9, total_steps=10)["loss"])
-    restorer = MSCGMRestorer(model, device="cpu")
-    loaded = MSCGMRestorer.load(restorer.save(tmp_path / "m"), device="cpu")
-    assert loaded.config.bridge_sees == "frame"
-    frames = _frames(1, (33, 31))
-    np.testing.assert_array_equal(
-        restorer.restore(frames, seed=1).mean, loaded.restore(frames, seed=1).mean
-    )
-
-
 def test_restorer_protocol(restorer):
     assert isinstance(restorer, Restorer)
     assert restorer.name == "mscgm"

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -96,9 +95,6 @@ class MSCGMConfig(BaseModel):
     )
     bridge_channels: int = Field(16, ge=1, description="bridge U-Net width at full LL size")
     bridge_mults: tuple[int, ...] = (1, 2, 4, 8)
-    bridge_sees: Literal["ll", "frame"] = Field(
-        "ll", description="'frame': the bridge also sees every degraded pixel, not just its LL"
-    )
     head_channels: int = Field(16, ge=1, description="width of every head but the finest")
     finest_head_channels: int = Field(8, ge=1, description="the finest head dominates time")
     disc_channels: int = Field(16, ge=1)
@@ -241,29 +237,14 @@ def _ramp(fraction: float, start: float, length: float) -> float:
 
 
 class _BridgeDenoiser(nn.Module):
-    """``model(x_t, y, t) → x_t − x_0`` (:data:`live_restore.bridge.BridgeDenoiser`).
-
-    With ``bridge_sees="frame"`` the U-Net also takes ``frame``, the degraded frame packed to
-    the LL's resolution (``pixel_unshuffle`` by 2^J: 4^J channels, one per pixel of a block).
-    The LL is only the block means; a blurred or noisy frame's finer structure says more about
-    the clean block means than their own noisy average does.
-    """
+    """``model(x_t, y, t) → x_t − x_0`` (:data:`live_restore.bridge.BridgeDenoiser`)."""
 
     def __init__(self, config: MSCGMConfig) -> None:
         super().__init__()
-        self.block = 2**config.levels if config.bridge_sees == "frame" else 0
-        in_channels = 2 + self.block**2
-        self.unet = UNet(
-            in_channels, 1, config.bridge_channels, config.bridge_mults, time_embedding=True
-        )
+        self.unet = UNet(2, 1, config.bridge_channels, config.bridge_mults, time_embedding=True)
 
-    def forward(self, x_t: Tensor, y: Tensor, t: Tensor, frame: Tensor | None = None) -> Tensor:
-        inputs = [x_t, y]
-        if self.block:
-            if frame is None:
-                raise ValueError("this bridge sees the degraded frame: pass frame=")
-            inputs.append(F.pixel_unshuffle(frame, self.block))
-        return self.unet(torch.cat(inputs, dim=1), t)
+    def forward(self, x_t: Tensor, y: Tensor, t: Tensor) -> Tensor:
+        return self.unet(torch.cat((x_t, y), dim=1), t)
 
 
 class MSCGM(nn.Module):
@@ -331,20 +312,14 @@ class MSCGM(nn.Module):
         return ll + sigma * torch.randn_like(ll)
 
     def _conditioning(
-        self,
-        degraded: Tensor,
-        y_lls: list[Tensor],
-        y_details: list[Tensor],
-        x_lls: list[Tensor],
-        robust: bool,
+        self, y_lls: list[Tensor], y_details: list[Tensor], x_lls: list[Tensor], robust: bool
     ) -> list[Tensor]:
         """The LL each head is conditioned on: augmented ground truth (stage 1) or the chain
         bridge sample → heads, computed without gradients (stage 2, no exposure bias)."""
         if not robust:
             return [self._augment_ll(ll) for ll in x_lls]
         with torch.no_grad():
-            denoiser = partial(self.denoiser, frame=degraded)
-            ll = self.bridge.sample(denoiser, y_lls[0], self.config.steps, 0.0)
+            ll = self.bridge.sample(self.denoiser, y_lls[0], self.config.steps, 0.0)
             ll = ll.clone()  # leave inference mode: the result feeds a graph below
             conds = []
             for i, head in enumerate(self.heads):
@@ -380,10 +355,9 @@ class MSCGM(nn.Module):
         fraction = step / max(total_steps, 1)
         x_lls, x_details = self._levels(target)
         y_lls, y_details = self._levels(degraded)
-        denoiser = partial(self.denoiser, frame=degraded)
-        out: dict[str, Tensor] = {"bridge": self.bridge.p_losses(denoiser, x_lls[0], y_lls[0])}
+        out: dict[str, Tensor] = {"bridge": self.bridge.p_losses(self.denoiser, x_lls[0], y_lls[0])}
         alpha = cfg.adv_weight * _ramp(fraction, cfg.adv_start, cfg.adv_ramp)
-        conds = self._conditioning(degraded, y_lls, y_details, x_lls, fraction >= cfg.robust_start)
+        conds = self._conditioning(y_lls, y_details, x_lls, fraction >= cfg.robust_start)
         total = out["bridge"]
         for i, head in enumerate(self.heads):
             z = torch.randn_like(conds[i])
@@ -463,8 +437,7 @@ class MSCGM(nn.Module):
         steps = self.config.steps if steps is None else steps
         eta = self.config.eta if eta is None else eta
         y_lls, y_details = self._levels(y_norm)
-        denoiser = partial(self.denoiser, frame=y_norm)
-        ll = self.bridge.sample(denoiser, y_lls[0], steps, eta, generator)
+        ll = self.bridge.sample(self.denoiser, y_lls[0], steps, eta, generator)
         for i, head in enumerate(self.heads):
             z = torch.randn(ll.shape, generator=generator, device=ll.device, dtype=ll.dtype)
             ll = synthesise(ll, head(ll, y_lls[i], y_details[i], z))
