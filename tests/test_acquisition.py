@@ -18,6 +18,7 @@ import yaozarrs
 from live_restore.acquisition import LiveRestorer, resume, run_acquisition
 from live_restore.bench import SlowRestorer
 from live_restore.classical import ClassicalRestorer
+from live_restore.restorer import RestoreResult
 from live_restore.store import AcquisitionStore, FrameStatus
 
 
@@ -47,6 +48,26 @@ def test_democam_acquisition_writes_raw_and_restored(democore, tmp_path):
             assert restored.dtype == np.float32 and restored.shape == frame.shape
             assert np.std(restored) < np.std(frame.astype(np.float32))  # noise went down
         assert store.pending() == []
+
+
+class _SpreadRestorer(ClassicalRestorer):
+    """Classical, plus a std map as a restorer that averages draws returns."""
+
+    def restore(self, batch, *, samples=1, seed=None):
+        result = super().restore(batch)
+        return RestoreResult(result.mean, np.ones_like(result.mean))
+
+
+@pytest.mark.parametrize("uncertainty", [False, True])
+def test_std_maps_are_kept_when_asked_and_never_fail_a_frame(democore, tmp_path, uncertainty):
+    path = tmp_path / "acq.zarr"
+    report = run_acquisition(democore, _timelapse(3), path, _SpreadRestorer(),
+                             uncertainty=uncertainty)
+    assert report.restored == 3 and report.failed == 0
+    with AcquisitionStore.open(path, mode="r") as store:
+        assert store.has_uncertainty is uncertainty
+        if uncertainty:
+            np.testing.assert_array_equal(store.read_uncertainty({"t": 2}), 1.0)
 
 
 def test_frame_restored_signal_carries_restored_frame_and_event(democore, tmp_path):
@@ -211,6 +232,7 @@ KILL_SCRIPT = textwrap.dedent(
     from live_restore.acquisition import LiveRestorer
     from live_restore.bench import SlowRestorer
     from live_restore.classical import ClassicalRestorer
+from live_restore.restorer import RestoreResult
     from live_restore.store import AcquisitionStore
 
     core = UniMMCore()

@@ -254,6 +254,8 @@ class RestoreWorker(threading.Thread):
         self._write(job, result.mean[0], std, restorer)
 
     def _write(self, job: _Job, mean: np.ndarray, std: np.ndarray | None, r: Restorer) -> None:
+        if not self.store.has_uncertainty:  # a std the store has no room for is not an error
+            std = None
         try:
             self.store.write_restored(job.index, mean, std, model=f"{r.name}@{r.version}")
         except Exception as exc:  # e.g. a full disk: the raw frame is already safe
@@ -482,17 +484,19 @@ def run_acquisition(
     overwrite: bool = False,
     drain: bool = True,
     model_info: Mapping[str, Any] | None = None,
+    uncertainty: bool = False,
     **live_kwargs: Any,
 ) -> AcquisitionReport:
     """Create the store, run the MDA with a :class:`LiveRestorer` attached, drain, close.
 
     The store is created (and the path checked) before the first frame, so a bad output path
-    fails before any light reaches the sample.
+    fails before any light reaches the sample. ``uncertainty`` keeps the restorer's std maps
+    (from a restorer that averages draws).
     """
     shape, dtype = frame_format(core)
     store = AcquisitionStore.from_sequence(
         output, sequence, frame_shape=shape, dtype=dtype, overwrite=overwrite,
-        pixel_size_um=core.getPixelSizeUm() or None,
+        pixel_size_um=core.getPixelSizeUm() or None, uncertainty=uncertainty,
     )
     if model_info:
         store.set_model_info(**model_info)
@@ -540,7 +544,7 @@ def resume(store_path: str | Path, restorer: ChannelRestorers,
             except Exception as exc:
                 store.mark_failed(index, f"{type(exc).__name__}: {exc}")
             else:
-                std = None if result.std is None else result.std[0]
+                std = None if result.std is None or not store.has_uncertainty else result.std[0]
                 store.write_restored(index, result.mean[0], std, model=f"{r.name}@{r.version}")
                 done += 1
             if progress:

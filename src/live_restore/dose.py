@@ -450,7 +450,7 @@ def run_dose_sweep(
                 seq = recommended_sequence(control, dose, plan.modality, frames_per_dose,
                                            channel_group=group, positions=[xy, strip])
                 run_acquisition(core, seq, path, plan.restorer, overwrite=overwrite,
-                                annotate=_annotate, model_info={
+                                annotate=_annotate, uncertainty=samples > 1, model_info={
                                     "name": plan.restorer.name,
                                     "checksum": plan.restorer.version})
                 stores[f"{dose:g}"] = str(path)
