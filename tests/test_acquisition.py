@@ -232,7 +232,6 @@ KILL_SCRIPT = textwrap.dedent(
     from live_restore.acquisition import LiveRestorer
     from live_restore.bench import SlowRestorer
     from live_restore.classical import ClassicalRestorer
-from live_restore.restorer import RestoreResult
     from live_restore.store import AcquisitionStore
 
     core = UniMMCore()
