@@ -451,4 +451,5 @@ def bench_adapt_cmd(
     except ValueError as exc:
         raise _fail(exc) from exc
     json_out.write_text(json.dumps(result, indent=2))
-    console.print_json(json.dumps(result.get("targets_check", result["tasks"])))
+    console.print_json(json.dumps(result["targets_check"] if "targets_check" in result
+                                  else result["tasks"]))
