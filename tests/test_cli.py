@@ -190,7 +190,7 @@ def test_dose_sweep_cli_writes_report_and_refuses_bad_doses(tmp_path):
 
 
 @pytest.mark.parametrize(("flag", "result"), [
-    ([], {"defects": {}, "targets_check": {"haze": {"gap_closed_ge_70pct": False}}}),
+    ([], {"defects": {}, "targets_check": {"haze": {"adapted_closes_70pct_of_gap": False}}}),
     (["--gan-sharing"], {"tasks": {"denoise": {}}}),
 ])
 def test_bench_adapt_writes_its_json_and_prints_the_summary(monkeypatch, tmp_path, flag, result):
