@@ -43,6 +43,7 @@ from live_restore.cingan import (
     pretrain_cingan,
 )
 from live_restore.mscgm import MSCGMRestorer, match_target, normalise_frame
+from live_restore.restorer import get_restorer
 from live_restore.training import PairDataset, TrainConfig, train
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "adapt_preset",
     "fine_tune",
     "learn_defect",
+    "load_base",
     "real_pairs",
     "synthetic_pairs",
     "training_set",
@@ -130,6 +132,14 @@ def adapt_preset(name: str, **overrides: object) -> AdaptConfig:
             f"unknown adaptation preset {name!r}; expected one of {sorted(ADAPT_PRESETS)}"
         )
     return AdaptConfig.model_validate(ADAPT_PRESETS[name].model_dump() | overrides)
+
+
+def load_base(name: str) -> MSCGMRestorer:
+    """The restorer to adapt, on the CPU; only MSCGM models can be fine-tuned here."""
+    restorer = get_restorer(name, device="cpu")
+    if not isinstance(restorer, MSCGMRestorer):
+        raise ValueError(f"base {name!r} is a {restorer.name!r} restorer; adaptation needs MSCGM")
+    return restorer
 
 
 # ---------------------------------------------------------------------- input checks

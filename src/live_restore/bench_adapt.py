@@ -51,13 +51,13 @@ from live_restore.adapt import (
     adapt_preset,
     fine_tune,
     learn_defect,
+    load_base,
     real_pairs,
     synthetic_pairs,
     training_set,
 )
 from live_restore.cingan import CINGAN, DEFAULT_DEFECTS, divergence_psnr, pretrain_cingan
 from live_restore.mscgm import MSCGMRestorer, normalise_frame
-from live_restore.restorer import get_restorer
 
 __all__ = [
     "BENCH_ADAPT_PRESETS",
@@ -221,9 +221,7 @@ def bench_adapt(
     if len(set(defects)) != len(defects) or not defects:
         raise ValueError(f"defects must be distinct and non-empty, got {defects}")
     config = config or BENCH_ADAPT_PRESETS["quick" if quick else "full"]
-    restorer = get_restorer(base, device="cpu")
-    if not isinstance(restorer, MSCGMRestorer):
-        raise ValueError(f"base {base!r} is a {restorer.name!r} restorer; adaptation needs MSCGM")
+    restorer = load_base(base)
     started = time.perf_counter()
     say("pre-training the CIN-GAN on the other defects")
     pretrained = _pretrain(defects, config, seed)
@@ -292,9 +290,7 @@ def bench_gan_sharing(
     for task in tasks:
         say(f"{task}: pre-training a GAN on {task} alone")
         gans = {"shared": shared, "separate": pretrain((task,))}
-        base = get_restorer(models.get(task, task), device="cpu")
-        if not isinstance(base, MSCGMRestorer):
-            raise ValueError(f"the restorer for {task!r} is not an MSCGM model")
+        base = load_base(models.get(task, task))
         test_d = sim.make_pairs(task, config.test_frames, TEST_SEED, size)[0]
         test_t = _clean_frames(task, config.test_frames, TEST_SEED, size, config.reference_draws)
         clean = _clean_frames(task, config.clean_frames, seed + 2, size, config.reference_draws)

@@ -269,10 +269,8 @@ def adapt(
 ) -> None:
     """Learn a new defect from a few frames (CIN-GAN) and fine-tune a restorer for it."""
     from live_restore.adapt import adapt as run_adapt
-    from live_restore.adapt import adapt_preset
+    from live_restore.adapt import adapt_preset, load_base
     from live_restore.batch import load_image
-    from live_restore.mscgm import MSCGMRestorer
-    from live_restore.restorer import get_restorer
 
     def frames(path: Path) -> np.ndarray:
         image = load_image(path)
@@ -280,9 +278,7 @@ def adapt(
 
     try:
         config = adapt_preset(preset)
-        restorer = get_restorer(base, device="cpu")
-        if not isinstance(restorer, MSCGMRestorer):
-            raise ValueError(f"--base {base!r} is a {restorer.name!r} restorer; adapt needs MSCGM")
+        restorer = load_base(base)
         real = None
         if pairs is not None:
             real = (frames(pairs / "degraded.tif"), frames(pairs / "target.tif"))
