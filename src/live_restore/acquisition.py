@@ -27,7 +27,7 @@ from psygnal import Signal, SignalGroup
 from pymmcore_plus import CMMCorePlus
 
 from live_restore.restorer import Restorer
-from live_restore.store import AcquisitionStore
+from live_restore.store import AcquisitionStore, FrameIndex
 
 if TYPE_CHECKING:
     import useq
@@ -127,6 +127,16 @@ class RestoreStats:
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+def _write_result(
+    store: AcquisitionStore, index: FrameIndex, mean: np.ndarray,
+    std: np.ndarray | None, restorer: Restorer,
+) -> None:
+    """Write one restored frame with the model that made it; a std map the store has no room
+    for (created without ``uncertainty``) is dropped, not an error."""
+    store.write_restored(index, mean, std if store.has_uncertainty else None,
+                         model=f"{restorer.name}@{restorer.version}")
 
 
 class RestoreWorker(threading.Thread):
@@ -254,10 +264,8 @@ class RestoreWorker(threading.Thread):
         self._write(job, result.mean[0], std, restorer)
 
     def _write(self, job: _Job, mean: np.ndarray, std: np.ndarray | None, r: Restorer) -> None:
-        if not self.store.has_uncertainty:  # a std the store has no room for is not an error
-            std = None
         try:
-            self.store.write_restored(job.index, mean, std, model=f"{r.name}@{r.version}")
+            _write_result(self.store, job.index, mean, std, r)
         except Exception as exc:  # e.g. a full disk: the raw frame is already safe
             reason = f"writing restored frame failed: {type(exc).__name__}: {exc}"
             log.error("%s (frame %s)", reason, job.index)
@@ -544,8 +552,8 @@ def resume(store_path: str | Path, restorer: ChannelRestorers,
             except Exception as exc:
                 store.mark_failed(index, f"{type(exc).__name__}: {exc}")
             else:
-                std = None if result.std is None or not store.has_uncertainty else result.std[0]
-                store.write_restored(index, result.mean[0], std, model=f"{r.name}@{r.version}")
+                std = None if result.std is None else result.std[0]
+                _write_result(store, index, result.mean[0], std, r)
                 done += 1
             if progress:
                 progress(i + 1, len(todo))
