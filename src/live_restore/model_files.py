@@ -127,10 +127,15 @@ def prepare_model(
     provenance: dict[str, object] | None = None,
 ) -> tuple[ModelT, torch.device]:
     """Ready a trained model for restoring: provenance merged into its (validated) config,
-    moved to ``device`` (CUDA when available and None), in eval mode."""
+    moved to ``device`` (CUDA when available and None), in eval mode.
+
+    Convolution weights go channels-last: oneDNN's convolutions on CPU (and cuDNN's with bf16)
+    are faster in that layout; a 512 × 512 MSCGM frame took 203 ms against 238 ms on the
+    2-core CPU (same run). Outputs are unchanged up to float rounding.
+    """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if provenance:
         model.config = config_type.model_validate(model.config.model_dump() | provenance)
     placed = torch.device(device)
-    return model.to(placed).eval(), placed
+    return model.to(placed, memory_format=torch.channels_last).eval(), placed
