@@ -61,7 +61,10 @@ def test_config_is_frozen_strict_and_checked():
     assert c2s.forward_model == "confocal_blur"
     assert (c2s.bridge_channels, c2s.bridge_mults, c2s.steps) == (32, (1, 2, 4), 2)
     assert MSCGMConfig.for_task("confocal2sted", steps=4).steps == 4  # explicit values win
-    assert MSCGMConfig.for_task("sted_denoise").forward_model == "identity"
+    sted = MSCGMConfig.for_task("sted_denoise")
+    assert sted.forward_model == "identity" and sted.detail_skip
+    assert (sted.finest_head_channels, c2s.finest_head_channels) == (16, 8)
+    assert not MSCGMConfig(task="denoise").detail_skip  # files saved before the skip load as such
 
 
 def test_match_target_recovers_the_degraded_photometry():

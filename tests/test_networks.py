@@ -59,6 +59,19 @@ def test_detail_head_shapes():
     assert out.shape == (2, 1, 3, 12, 20)
 
 
+def test_detail_head_skip_gates_the_degraded_details():
+    torch.manual_seed(0)
+    head = DetailHead(8, skip=True)
+    ll = torch.randn(2, 1, 12, 20)
+    details = torch.randn(2, 1, 3, 12, 20)
+    # untrained: zero correction, gate sigmoid(0), so half the degraded details pass
+    torch.testing.assert_close(head(ll, ll, details, torch.randn_like(ll)), 0.5 * details)
+    # the gate is learnable: pushing its logits up passes the details through whole
+    with torch.no_grad():
+        head.net.out.bias[:3] = 20.0
+    torch.testing.assert_close(head(ll, ll, details, torch.randn_like(ll)), details)
+
+
 def test_patch_discriminator_is_spectrally_normalised():
     critic = PatchDiscriminator(2, base_channels=8, n_layers=2)
     assert critic(torch.randn(3, 2, 32, 32)).shape == (3, 1, 8, 8)
