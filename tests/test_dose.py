@@ -32,8 +32,8 @@ DOSES = (5.0, 20.0, 100.0)
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> DoseSweepReport:
     out = tmp_path_factory.mktemp("dose") / "sweep"
-    return run_dose_sweep(out, doses="100,5,20", frames_per_dose=2, roi=64, modality="STED",
-                          model="classical", bleach_frames=50)
+    return run_dose_sweep(out, doses="100,5,20", frames_per_dose=2, fields_per_dose=2, roi=64,
+                          modality="STED", model="classical", bleach_frames=50)
 
 
 @pytest.fixture
@@ -133,21 +133,37 @@ def test_sweep_doses_change_the_photon_counts(sweep: DoseSweepReport) -> None:
     for dose in DOSES:
         with AcquisitionStore.open(arm.stores[f"{dose:g}"], mode="r") as store:
             truths = [json.loads(store.frame_metadata({"t": t, "p": p})["sim_truth"])
-                      for t in range(2) for p in range(2)]
+                      for t in range(2) for p in range(3)]
             assert {t["laser_power"] for t in truths} == {dose}
             offset = truths[0]["detector"]["offset"]
-            signal.append(float(store.read_raw({"t": 0, "p": 1}).mean()) - offset)
+            signal.append(float(store.read_raw({"t": 0, "p": 2}).mean()) - offset)
     per_dose = np.array(signal) / np.array(DOSES)
     assert per_dose.min() > 0
     assert per_dose.max() / per_dose.min() < 1.5  # 20× dose range, bleaching aside
     assert arm.raw["mean_adu"][0] < arm.raw["mean_adu"][-1]
 
 
+def test_every_dose_gets_its_own_fresh_fields(sweep: DoseSweepReport) -> None:
+    arm = sweep.primary
+    seen = []
+    for dose in DOSES:
+        with AcquisitionStore.open(arm.stores[f"{dose:g}"], mode="r") as store:
+            assert store.sizes["p"] == 3  # two test fields and the strip field
+            seen += [tuple(json.loads(store.frame_metadata({"t": 0, "p": p})["sim_truth"])
+                           ["stage_um"]) for p in range(2)]
+    assert len(set(seen)) == 2 * len(DOSES)  # no field is used twice
+    with AcquisitionStore.open(arm.reference_store, mode="r") as ref:
+        assert ref.sizes["p"] == 2 * len(DOSES)  # a reference frame on every test field
+    assert len(arm.reference["ssim"]) == len(DOSES)  # reported as the mean per dose
+    assert arm.target.value == pytest.approx(np.mean(arm.reference["ssim"]))
+    assert all(v is not None for v in arm.raw["frc_um"])  # two frames on each field
+
+
 def test_recommended_dose_meets_its_target(sweep: DoseSweepReport) -> None:
     report = sweep.to_dict()
     target = report["target"]
     assert target["metric"] == "ssim" and target["op"] == ">="
-    assert "reference-dose frames vs ground truth" in target["source"]
+    assert "reference-dose frames on the fields" in target["source"]
     rec = report["recommended_dose"]
     assert rec is not None, report["note"]
     i = report["doses"].index(rec)
@@ -176,8 +192,8 @@ def test_report_json_sequence_and_figures(sweep: DoseSweepReport, tmp_path: Path
 
 def test_sweep_through_a_dose_group_one_frame_per_dose(tmp_path: Path) -> None:
     report = run_dose_sweep(tmp_path / "g", doses="5,20", reference_dose=80, frames_per_dose=1,
-                            roi=48, modality="Confocal", model="classical", dose_property="Dose",
-                            target="ssim>=0.0")
+                            fields_per_dose=1, roi=48, modality="Confocal", model="classical",
+                            dose_property="Dose", target="ssim>=0.0")
     arm = report.primary
     assert report.dose_control == "Dose" and arm.doses == [5.0, 20.0, 80.0]
     assert arm.raw["frc_um"] == [None, None, None]  # FRC needs two frames of a field

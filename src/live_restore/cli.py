@@ -306,7 +306,8 @@ def dose_sweep(
                      ] = "1,2,5,10,20,50,100",
     reference_dose: Annotated[float | None, typer.Option(
         help="the reference dose (default: the highest)")] = None,
-    frames_per_dose: Annotated[int, typer.Option(help="frames K per dose")] = 2,
+    frames_per_dose: Annotated[int, typer.Option(help="frames K per field")] = 2,
+    fields_per_dose: Annotated[int, typer.Option(help="fresh fields F per dose")] = 3,
     modality: Annotated[str | None, typer.Option(
         help="channel-group preset, e.g. Confocal or STED (default: every preset)")] = None,
     model: Annotated[str, typer.Option(
@@ -333,8 +334,9 @@ def dose_sweep(
     try:
         report = run_dose_sweep(
             output, config=config, doses=doses, reference_dose=reference_dose,
-            frames_per_dose=frames_per_dose, modality=modality, model=model, samples=samples,
-            target=target, dose_property=dose_property, roi=roi, bleach_frames=bleach_frames,
+            frames_per_dose=frames_per_dose, fields_per_dose=fields_per_dose,
+            modality=modality, model=model, samples=samples, target=target,
+            dose_property=dose_property, roi=roi, bleach_frames=bleach_frames,
             device=device, overwrite=overwrite, progress=console.print,
         )
         plot_sweep(report, output / "dose_sweep.png")

@@ -14,10 +14,13 @@ Design decisions, each for a reason:
   property (``"SimCam-LaserPower"``: ``properties=[(device, prop, value)]``) or a preset of a
   config group (``"Dose"``: the setup event's ``channel``). The engine only logs a failed
   setter, so the control is checked here, before any light reaches the sample.
-- **One fresh field per dose.** Bleaching would otherwise bias the comparison (the frames
-  taken later see fewer labels). Field ``i`` is ``1.5`` field widths to the right of the start
-  position, so scan overshoot does not pre-bleach the neighbour. Each dose's store is
-  ``OUTPUT/<arm>/dose_<d>.ome.zarr``.
+- **Fresh fields for every dose** (``F`` per dose, ``K`` frames each). Bleaching would
+  otherwise bias the comparison (the frames taken later see fewer labels). Fields sit on a
+  grid ``1.5`` field widths apart, so scan overshoot does not pre-bleach a neighbour: one
+  column per dose (the first at the start position), one row per field, a block of rows per
+  arm, centred vertically on the start position. Each dose's store is
+  ``OUTPUT/<arm>/dose_<d>.ome.zarr``. Field content moves SSIM by about ±0.01–0.02 on the
+  simulator, as much as a dose step, so more fields per dose make the recommendation sturdier.
 - **A reference frame on every field.** After all doses, one frame at the reference dose is
   taken on each field (``OUTPUT/<arm>/reference.ome.zarr``, stored raw only). Comparing with a
   high-dose frame needs the same field, and on real hardware that frame is the only reference.
@@ -30,7 +33,7 @@ Design decisions, each for a reason:
   of the reference frames against their truth (simulator), or of raw frames at the reference
   dose against the reference frame (hardware). Field content differs between doses, so the
   recommendation is the lowest dose from which *every* higher dose meets the target.
-- **A strip field** (one field width above the row of test fields) sees every dose in ascending
+- **A strip field** (the row after each arm's test fields) sees every dose in ascending
   order (K frames each), so the image strip shows the same detail at each dose. It is for
   display and for checking that the dose changes the signal; it accumulates bleaching, so it
   is never scored.
@@ -244,8 +247,8 @@ class SweepArm:
     dose_reduction_factor: float | None
     note: str
     reference: dict[str, list[float]]
-    """Raw reference-dose frame of each dose's field vs its truth (simulator; shows how much
-    field content alone moves the scores)."""
+    """Raw reference-dose frames of each dose's fields vs their truth, mean per dose
+    (simulator; shows how much field content alone moves the scores)."""
     stores: dict[str, str]
     reference_store: str
     bleaching: dict[str, Any] | None = None
@@ -263,6 +266,7 @@ class DoseSweepReport:
     arms: list[SweepArm]
     reference_dose: float
     frames_per_dose: int
+    fields_per_dose: int
     dose_control: str
     pixel_size_um: float | None
     sequence: str | None = None
@@ -289,6 +293,7 @@ class DoseSweepReport:
             "note": p["note"],
             "bleaching": p["bleaching"],
             "frames_per_dose": self.frames_per_dose,
+            "fields_per_dose": self.fields_per_dose,
             "dose_control": self.dose_control,
             "pixel_size_um": self.pixel_size_um,
             "sequence": self.sequence,
@@ -389,6 +394,7 @@ def run_dose_sweep(
     doses: Sequence[float] | str = DEFAULT_DOSES,
     reference_dose: float | None = None,
     frames_per_dose: int = 2,
+    fields_per_dose: int = 3,
     modality: str | None = None,
     model: str = "auto",
     samples: int = 1,
@@ -401,6 +407,9 @@ def run_dose_sweep(
     progress: Callable[[str], None] | None = None,
 ) -> DoseSweepReport:
     """Sweep the dose on fresh fields, restore live, score, and pick the lowest good dose.
+
+    Every dose gets ``fields_per_dose`` fresh fields of ``frames_per_dose`` frames each
+    (two frames of one field give the FRC).
 
     ``config=None`` uses the simulated confocal/STED microscope. ``modality=None`` sweeps every
     preset of the channel group (STED first) plus ``confocal2sted`` when shipped. The
@@ -416,6 +425,8 @@ def run_dose_sweep(
     dose_list = tuple(sorted({*dose_list, reference_dose}))
     if frames_per_dose < 1:
         raise ValueError(f"--frames-per-dose must be at least 1, got {frames_per_dose}")
+    if fields_per_dose < 1:
+        raise ValueError(f"--fields-per-dose must be at least 1, got {fields_per_dose}")
     if bleach_frames < 1:
         raise ValueError(f"--bleach-frames must be at least 1, got {bleach_frames}")
     user_target = parse_target(target) if isinstance(target, str) else target
@@ -436,19 +447,23 @@ def run_dose_sweep(
         pixel_um = core.getPixelSizeUm() or None
         step = FIELD_STEP * core.getImageWidth() * (pixel_um or 1.0)
         x0, y0 = core.getXYPosition()
+        rows_per_arm = fields_per_dose + 1  # the test fields, then the strip field
+        top = y0 - (len(arms_plan) * rows_per_arm - 1) / 2 * step
         arms = []
         for a, plan in enumerate(arms_plan):
-            y_row = y0 + 2 * a * step
-            fields = [(x0 + i * step, y_row) for i in range(len(dose_list))]
-            strip = (x0, y_row + step)
+            y_first = top + a * rows_per_arm * step
+            grid = [[(x0 + i * step, y_first + j * step) for j in range(fields_per_dose)]
+                    for i in range(len(dose_list))]
+            strip = (x0, y_first + fields_per_dose * step)
             folder = output / plan.label
             folder.mkdir(parents=True, exist_ok=True)
             stores: dict[str, str] = {}
-            for dose, xy in zip(dose_list, fields, strict=True):
-                say(f"{plan.label}: dose {dose:g} ({frames_per_dose} frames)")
+            for dose, fields in zip(dose_list, grid, strict=True):
+                say(f"{plan.label}: dose {dose:g} ({fields_per_dose} fields × "
+                    f"{frames_per_dose} frames)")
                 path = folder / f"{_dose_tag(dose)}.ome.zarr"
                 seq = recommended_sequence(control, dose, plan.modality, frames_per_dose,
-                                           channel_group=group, positions=[xy, strip])
+                                           channel_group=group, positions=[*fields, strip])
                 run_acquisition(core, seq, path, plan.restorer, overwrite=overwrite,
                                 annotate=_annotate, uncertainty=samples > 1, model_info={
                                     "name": plan.restorer.name,
@@ -457,12 +472,14 @@ def run_dose_sweep(
             say(f"{plan.label}: reference frames at dose {reference_dose:g}")
             ref_path = folder / "reference.ome.zarr"
             ref_seq = recommended_sequence(control, reference_dose, plan.reference_modality,
-                                           channel_group=group, positions=fields)
+                                           channel_group=group,
+                                           positions=[xy for fields in grid for xy in fields])
             run_acquisition(core, ref_seq, ref_path, {plan.reference_modality or "": None},
                             overwrite=overwrite, annotate=_annotate)
-            arms.append(_score_arm(plan, dose_list, reference_dose, stores, str(ref_path),
-                                   user_target, pixel_um, bleach_frames))
-    report = DoseSweepReport(arms, reference_dose, frames_per_dose, control.name, pixel_um)
+            arms.append(_score_arm(plan, dose_list, reference_dose, fields_per_dose, stores,
+                                   str(ref_path), user_target, pixel_um, bleach_frames))
+    report = DoseSweepReport(arms, reference_dose, frames_per_dose, fields_per_dose,
+                             control.name, pixel_um)
     best = report.primary
     if best.recommended_dose is not None:
         seq_path = output / "recommended_sequence.json"
@@ -478,14 +495,15 @@ def _mean(values: list[float]) -> float | None:
 
 
 def _score_arm(
-    plan: _ArmPlan, doses: Sequence[float], reference_dose: float, stores: dict[str, str],
-    reference_store: str, user_target: Target | None, pixel_um: float | None,
-    bleach_frames: int,
+    plan: _ArmPlan, doses: Sequence[float], reference_dose: float, fields_per_dose: int,
+    stores: dict[str, str], reference_store: str, user_target: Target | None,
+    pixel_um: float | None, bleach_frames: int,
 ) -> SweepArm:
-    """Per dose: mean metrics of the K test frames (field p=0) against truth and reference."""
+    """Per dose: mean metrics of its test frames (every field and time point) against truth
+    and against the reference frame of their own field."""
     with AcquisitionStore.open(reference_store, mode="r") as ref:
         refs = [(ref.read_raw({"p": i}).astype(np.float32), ref.frame_metadata({"p": i}))
-                for i in range(len(doses))]
+                for i in range(len(doses) * fields_per_dose)]
     basis = "ground_truth" if all("sim_truth" in meta for _, meta in refs) else "reference"
     raw: dict[str, list[float | None]] = {}
     restored: dict[str, list[float | None]] = {}
@@ -493,37 +511,40 @@ def _score_arm(
     consistency = getattr(plan.restorer, "consistency", None)
     cross = plan.reference_modality != plan.modality
     for i, dose in enumerate(doses):
-        ref_img, ref_meta = refs[i]
         rows: dict[str, dict[str, list[float]]] = {"raw": {}, "restored": {}}
-        frames: dict[str, list[np.ndarray]] = {"raw": [], "restored": []}
         with AcquisitionStore.open(stores[f"{dose:g}"], mode="r") as store:
-            for t in range(store.sizes.get("t", 1)):
-                index = {"t": t, "p": 0}
-                meta = store.frame_metadata(index)
-                pair = {"raw": store.read_raw(index).astype(np.float32),
-                        "restored": store.read_restored(index)}
-                if t == 0 and "sim_truth" in meta:
-                    truths.append(json.loads(meta["sim_truth"]))
-                own_truth = sim.ground_truth(meta["sim_truth"]) if basis == "ground_truth" else None
-                for kind, img in pair.items():
-                    frames[kind].append(img)
-                    row = rows[kind]
-                    row.setdefault("mean_adu", []).append(float(img.mean()))
-                    row.setdefault("psnr_vs_reference", []).append(psnr(img, ref_img))
-                    row.setdefault("ssim_vs_reference", []).append(ssim(img, ref_img))
-                    if own_truth is not None:
-                        truth = sim.ground_truth(ref_meta["sim_truth"]) if (
-                            kind == "restored" and cross) else own_truth
-                        row.setdefault("psnr", []).append(psnr(img, truth))
-                        row.setdefault("ssim", []).append(ssim(img, truth))
-                if consistency is not None:
-                    rows["restored"].setdefault("consistency", []).append(
-                        float(consistency(pair["raw"], pair["restored"])))
+            for f in range(fields_per_dose):
+                ref_img, ref_meta = refs[i * fields_per_dose + f]
+                frames: dict[str, list[np.ndarray]] = {"raw": [], "restored": []}
+                for t in range(store.sizes.get("t", 1)):
+                    index = {"t": t, "p": f}
+                    meta = store.frame_metadata(index)
+                    pair = {"raw": store.read_raw(index).astype(np.float32),
+                            "restored": store.read_restored(index)}
+                    if t == 0 and f == 0 and "sim_truth" in meta:
+                        truths.append(json.loads(meta["sim_truth"]))
+                    own_truth = (sim.ground_truth(meta["sim_truth"])
+                                 if basis == "ground_truth" else None)
+                    for kind, img in pair.items():
+                        frames[kind].append(img)
+                        row = rows[kind]
+                        row.setdefault("mean_adu", []).append(float(img.mean()))
+                        row.setdefault("psnr_vs_reference", []).append(psnr(img, ref_img))
+                        row.setdefault("ssim_vs_reference", []).append(ssim(img, ref_img))
+                        if own_truth is not None:
+                            truth = sim.ground_truth(ref_meta["sim_truth"]) if (
+                                kind == "restored" and cross) else own_truth
+                            row.setdefault("psnr", []).append(psnr(img, truth))
+                            row.setdefault("ssim", []).append(ssim(img, truth))
+                    if consistency is not None:
+                        rows["restored"].setdefault("consistency", []).append(
+                            float(consistency(pair["raw"], pair["restored"])))
+                for kind in ("raw", "restored"):
+                    if len(frames[kind]) >= 2:  # FRC needs two independent frames of one field
+                        rows[kind].setdefault("frc_um", []).append(frc_resolution(
+                            frames[kind][0], frames[kind][1], pixel_um or 1.0))
         for kind, out in (("raw", raw), ("restored", restored)):
             row = rows[kind]
-            if len(frames[kind]) >= 2:  # FRC needs two independent frames of one field
-                row["frc_um"] = [frc_resolution(frames[kind][0], frames[kind][1],
-                                                pixel_um or 1.0)]
             if basis == "reference":
                 row.setdefault("psnr", row["psnr_vs_reference"])
                 row.setdefault("ssim", row["ssim_vs_reference"])
@@ -534,10 +555,14 @@ def _score_arm(
                 out.setdefault(metric, []).append(_mean(row.get(metric, [])))
     reference: dict[str, list[float]] = {}
     if basis == "ground_truth":
+        scores: dict[str, list[float]] = {}
         for img, meta in refs:
             truth = sim.ground_truth(meta["sim_truth"])
-            reference.setdefault("psnr", []).append(psnr(img, truth))
-            reference.setdefault("ssim", []).append(ssim(img, truth))
+            scores.setdefault("psnr", []).append(psnr(img, truth))
+            scores.setdefault("ssim", []).append(ssim(img, truth))
+        reference = {metric: [float(np.mean(values[i:i + fields_per_dose]))
+                              for i in range(0, len(values), fields_per_dose)]
+                     for metric, values in scores.items()}
     target = user_target or _default_target(reference, raw, doses, reference_dose)
     recommended, note = _recommend(doses, restored.get(target.metric, []), target)
     if cross and recommended is None:
@@ -569,7 +594,8 @@ def _default_target(
     if reference:
         scores = reference["ssim"]
         return Target("ssim", ">=", float(np.mean(scores)),
-                      f"raw {len(scores)} reference-dose frames vs ground truth")
+                      f"raw reference-dose frames on the fields of all {len(scores)} doses "
+                      "vs ground truth")
     value = raw["ssim_vs_reference"][list(doses).index(reference_dose)]
     return Target("ssim", ">=", float(value if value is not None else math.nan),
                   "raw frames at the reference dose vs the reference frame of their field")
@@ -673,7 +699,7 @@ def plot_strip(report: DoseSweepReport, png: str | Path, crop: int = 96) -> Path
     panels: list[dict[str, np.ndarray]] = []
     for dose in arm.doses:
         with AcquisitionStore.open(arm.stores[f"{dose:g}"], mode="r") as store:
-            index = {"t": 0, "p": 1}
+            index = {"t": 0, "p": report.fields_per_dose}  # the strip field
             y0, x0 = (max(0, (n - crop) // 2) for n in store.frame_shape)
             sl = np.s_[y0:y0 + crop, x0:x0 + crop]
             frame = {"raw": store.read_raw(index)[sl], "restored": store.read_restored(index)[sl]}
