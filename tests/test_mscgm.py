@@ -64,6 +64,7 @@ def test_config_is_frozen_strict_and_checked():
     sted = MSCGMConfig.for_task("sted_denoise")
     assert sted.forward_model == "identity" and sted.detail_skip
     assert (sted.finest_head_channels, c2s.finest_head_channels) == (16, 8)
+    assert not c2s.detail_skip
     assert not MSCGMConfig(task="denoise").detail_skip  # files saved before the skip load as such
 
 
