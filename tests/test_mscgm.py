@@ -65,6 +65,7 @@ def test_config_is_frozen_strict_and_checked():
     assert sted.forward_model == "identity" and sted.detail_skip
     assert (sted.finest_head_channels, c2s.finest_head_channels) == (16, 8)
     assert not c2s.detail_skip
+    assert (sted.bridge_s, c2s.bridge_s) == (0.001, 0.1)
     assert not MSCGMConfig(task="denoise").detail_skip  # files saved before the skip load as such
 
 
