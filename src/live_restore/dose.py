@@ -17,8 +17,8 @@ Design decisions, each for a reason:
 - **Fresh fields for every dose** (``F`` per dose, ``K`` frames each). Bleaching would
   otherwise bias the comparison (the frames taken later see fewer labels). Fields sit on a
   grid ``1.5`` field widths apart, so scan overshoot does not pre-bleach a neighbour: one
-  column per dose (the first at the start position), one row per field, a block of rows per
-  arm, centred vertically on the start position. Each dose's store is
+  column per dose (the first at the start position's x), one row per field, a block of rows
+  per arm, the whole grid centred vertically on the start position. Each dose's store is
   ``OUTPUT/<arm>/dose_<d>.ome.zarr``. Field content moves SSIM by about ±0.01–0.02 on the
   simulator, as much as a dose step, so more fields per dose make the recommendation sturdier.
 - **A reference frame on every field.** After all doses, one frame at the reference dose is

@@ -197,7 +197,6 @@ class DetailHead(nn.Module):
     small U-Net with two resolutions: the finest head runs at half the frame size and dominates
     the frame time (notes/mscgm.md §6), so keep ``base_channels`` low there.
 
-
     With ``skip``, the head outputs ``sigmoid(gate) · degraded details + correction`` (gate
     and correction per band and pixel) instead of generating the bands from nothing: a bright
     frame's details are mostly signal and pass through, a dim frame's are mostly noise and are
