@@ -15,9 +15,11 @@ from live_restore.mscgm import (
     MSCGMRestorer,
     apply_forward_model,
     match_target,
+    noise_level,
     normalise_frame,
     synthesise,
 )
+from live_restore.networks import DetailHead
 from live_restore.restorer import Averaged, Restorer
 from tiny_models import SMALL_MSCGM
 
@@ -66,7 +68,49 @@ def test_config_is_frozen_strict_and_checked():
     assert (sted.finest_head_channels, c2s.finest_head_channels) == (16, 8)
     assert not c2s.detail_skip
     assert (sted.bridge_s, c2s.bridge_s) == (0.001, 0.1)
+    generic = MSCGMConfig.for_task("denoise")
+    assert generic.noise_scaled and generic.bridge_s == 1.0  # s in noise units
+    assert not (sted.noise_scaled or c2s.noise_scaled)
     assert not MSCGMConfig(task="denoise").detail_skip  # files saved before the skip load as such
+
+
+def test_noise_level_measures_the_noise_not_smooth_signal():
+    model = _model()
+    rng = np.random.default_rng(0)
+    ramp = np.add.outer(np.linspace(0, 1, 64), np.linspace(0, 0.5, 64))  # locally linear
+    for sigma in (0.003, 0.05):
+        noisy = torch.from_numpy(ramp + rng.normal(0, sigma, ramp.shape))[None, None]
+        estimate = float(noise_level(model._levels(noisy)[1][-1]))
+        assert estimate == pytest.approx(sigma, rel=0.1)
+    clean = torch.from_numpy(ramp)[None, None]
+    assert float(noise_level(model._levels(clean)[1][-1])) == pytest.approx(1e-3)  # the floor
+
+
+def test_noise_scaled_corrections_scale_with_the_noise():
+    with pytest.raises(ValueError, match="noise_scaled needs detail_skip"):
+        MSCGMConfig(task="denoise", noise_scaled=True)
+    head = DetailHead(8, skip=True, noise_input=True)
+    with torch.no_grad():  # a head whose network outputs 0.5 everywhere, whatever the input
+        head.net.out.weight.zero_()
+        head.net.out.bias.fill_(0.5)
+    ll, details, z = torch.rand(1, 1, 8, 8), torch.rand(1, 1, 3, 8, 8), torch.zeros(1, 1, 8, 8)
+    gate = torch.sigmoid(torch.tensor(0.5)) * details
+    for sigma in (0.01, 0.2):
+        out = head(ll, ll, details, z, torch.full((1, 1, 1, 1), sigma))
+        torch.testing.assert_close(out, gate + 0.5 * sigma)
+    with pytest.raises(ValueError, match="pass the details' noise sigma"):
+        head(ll, ll, details, z)
+
+    model = _model(noise_scaled=True, detail_skip=True)
+    with torch.no_grad():  # a bridge denoiser that predicts no change leaves the LL as it came
+        model.denoiser.unet.out.weight.zero_()
+        model.denoiser.unet.out.bias.zero_()
+    y = torch.rand(2, 1, 32, 32)
+    lls, details = model._levels(y)
+    restored = model._bridge_sample(lls[0], model._noise(details), 2, 0.0)
+    torch.testing.assert_close(restored, lls[0])
+    parts = model.losses(y, torch.rand(2, 1, 32, 32), step=9, total_steps=10)
+    assert torch.isfinite(parts["loss"]) and "adv_1" in parts
 
 
 def test_match_target_recovers_the_degraded_photometry():

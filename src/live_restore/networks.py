@@ -189,6 +189,12 @@ class UNet(nn.Module):
         return self.out(nn.functional.silu(self.out_norm(h)))
 
 
+def log_sigma_channel(sigma: Tensor, like: Tensor) -> Tensor:
+    """``log10 σ`` ``(B, 1, 1, 1)`` as a constant channel shaped like ``like`` (``(B, 1, h, w)``):
+    the noise-level map of FFDNet, in a unit-order range for σ from 1e-3 to 1."""
+    return torch.log10(sigma).to(like.dtype).expand_as(like)
+
+
 class DetailHead(nn.Module):
     """Conditional generator for the three detail bands of one wavelet level.
 
@@ -205,12 +211,19 @@ class DetailHead(nn.Module):
     """
 
     def __init__(
-        self, base_channels: int = 16, channel_mults: Sequence[int] = (1, 2), skip: bool = False
+        self,
+        base_channels: int = 16,
+        channel_mults: Sequence[int] = (1, 2),
+        skip: bool = False,
+        noise_input: bool = False,
     ) -> None:
         super().__init__()
-        self.skip = skip
+        if noise_input and not skip:
+            raise ValueError("noise_input needs skip: it scales the skip head's correction")
+        self.skip, self.noise_input = skip, noise_input
+        inputs = 7 if noise_input else 6
         out = 6 if skip else 3
-        self.net = UNet(6, out, base_channels=base_channels, channel_mults=channel_mults)
+        self.net = UNet(inputs, out, base_channels=base_channels, channel_mults=channel_mults)
 
     @property
     def multiple(self) -> int:
@@ -218,7 +231,12 @@ class DetailHead(nn.Module):
         return self.net.multiple
 
     def forward(
-        self, ll: Tensor, ll_degraded: Tensor, details_degraded: Tensor, z: Tensor
+        self,
+        ll: Tensor,
+        ll_degraded: Tensor,
+        details_degraded: Tensor,
+        z: Tensor,
+        sigma: Tensor | None = None,
     ) -> Tensor:
         """Generate the details.
 
@@ -230,6 +248,9 @@ class DetailHead(nn.Module):
             ``(B, 1, 3, h, w)`` float: degraded scaled details at this level.
         z
             ``(B, 1, h, w)`` standard normal noise (the GAN's latent).
+        sigma
+            ``(B, 1, 1, 1)`` noise σ of ``details_degraded``; required with ``noise_input``,
+            which feeds ``log10 σ`` as a channel and scales the correction by σ.
 
         Returns
         -------
@@ -237,9 +258,15 @@ class DetailHead(nn.Module):
             ``(B, 1, 3, h, w)`` float: the generated scaled details.
         """
         degraded = details_degraded.flatten(1, 2)
-        out = self.net(torch.cat((ll, ll_degraded, degraded, z), dim=1))
+        inputs = [ll, ll_degraded, degraded, z]
+        if self.noise_input:
+            if sigma is None:
+                raise ValueError("this head is noise-scaled: pass the details' noise sigma")
+            inputs.append(log_sigma_channel(sigma, z))
+        out = self.net(torch.cat(inputs, dim=1))
         if self.skip:
-            out = torch.sigmoid(out[:, :3]) * degraded + out[:, 3:]
+            correction = out[:, 3:] * sigma if self.noise_input else out[:, 3:]
+            out = torch.sigmoid(out[:, :3]) * degraded + correction
         return out.unsqueeze(1)
 
 
