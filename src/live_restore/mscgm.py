@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from live_restore import __version__
-from live_restore.bridge import BrownianBridge
+from live_restore.bridge import BridgeDenoiser, BrownianBridge
 from live_restore.metrics import fit_affine
 from live_restore.model_files import load_model_files, prepare_model, save_model_files
 from live_restore.networks import DetailHead, PatchDiscriminator, UNet, log_sigma_channel
@@ -378,6 +378,15 @@ class MSCGM(nn.Module):
         """Noise σ of head ``i``'s scaled details: halved per level coarser than the finest."""
         return None if sigma is None else sigma * 2.0 ** -(self.config.levels - 1 - i)
 
+    def _residual_denoiser(self, y_ll: Tensor, sigma: Tensor) -> tuple[BridgeDenoiser, Tensor]:
+        """The denoiser on ``u`` (its bridge end is ``u_T = 0``, so it is conditioned on the
+        degraded LL itself) and σ_LL = σ / 2^J, the coarsest LL's noise."""
+
+        def model(u_t: Tensor, _start: Tensor, t: Tensor) -> Tensor:
+            return self.denoiser(u_t, y_ll, t, sigma)
+
+        return model, sigma * 2.0**-self.config.levels
+
     def _bridge_loss(self, x_ll: Tensor, y_ll: Tensor, sigma: Tensor | None) -> Tensor:
         """Bridge training loss, in noise units for a noise-scaled model.
 
@@ -390,11 +399,7 @@ class MSCGM(nn.Module):
         """
         if sigma is None:
             return self.bridge.p_losses(self.denoiser, x_ll, y_ll)
-        ll_sigma = sigma * 2.0**-self.config.levels
-
-        def model(u_t: Tensor, _start: Tensor, t: Tensor) -> Tensor:
-            return self.denoiser(u_t, y_ll, t, sigma)
-
+        model, ll_sigma = self._residual_denoiser(y_ll, sigma)
         return self.bridge.p_losses(model, (x_ll - y_ll) / ll_sigma, torch.zeros_like(y_ll))
 
     def _bridge_sample(
@@ -408,11 +413,7 @@ class MSCGM(nn.Module):
         """Restored coarsest LL from the degraded one (see :meth:`_bridge_loss`)."""
         if sigma is None:
             return self.bridge.sample(self.denoiser, y_ll, steps, eta, generator)
-        ll_sigma = sigma * 2.0**-self.config.levels
-
-        def model(u_t: Tensor, _start: Tensor, t: Tensor) -> Tensor:
-            return self.denoiser(u_t, y_ll, t, sigma)
-
+        model, ll_sigma = self._residual_denoiser(y_ll, sigma)
         u = self.bridge.sample(model, torch.zeros_like(y_ll), steps, eta, generator)
         return y_ll + ll_sigma * u
 
