@@ -505,7 +505,8 @@ def _score_arm(
         refs = [(ref.read_raw({"p": i}).astype(np.float32), ref.frame_metadata({"p": i}))
                 for i in range(len(doses) * fields_per_dose)]
     basis = "ground_truth" if all("sim_truth" in meta for _, meta in refs) else "reference"
-    # rendered once: a cross-modality arm scores every restored frame against its field's
+    # Rendered once: a cross-modality arm scores every restored frame against its field's
+    # reference-modality truth, and the reference frames are scored against the same truths.
     ref_truths = ([sim.ground_truth(meta["sim_truth"]) for _, meta in refs]
                   if basis == "ground_truth" else [])
     raw: dict[str, list[float | None]] = {}
@@ -517,7 +518,8 @@ def _score_arm(
         rows: dict[str, dict[str, list[float]]] = {"raw": {}, "restored": {}}
         with AcquisitionStore.open(stores[f"{dose:g}"], mode="r") as store:
             for f in range(fields_per_dose):
-                ref_img, _ = refs[i * fields_per_dose + f]
+                field = i * fields_per_dose + f
+                ref_img, _ = refs[field]
                 frames: dict[str, list[np.ndarray]] = {"raw": [], "restored": []}
                 for t in range(store.sizes.get("t", 1)):
                     index = {"t": t, "p": f}
@@ -535,7 +537,7 @@ def _score_arm(
                         row.setdefault("psnr_vs_reference", []).append(psnr(img, ref_img))
                         row.setdefault("ssim_vs_reference", []).append(ssim(img, ref_img))
                         if own_truth is not None:
-                            truth = ref_truths[i * fields_per_dose + f] if (
+                            truth = ref_truths[field] if (
                                 kind == "restored" and cross) else own_truth
                             row.setdefault("psnr", []).append(psnr(img, truth))
                             row.setdefault("ssim", []).append(ssim(img, truth))

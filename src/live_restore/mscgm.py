@@ -166,9 +166,9 @@ class MSCGMConfig(BaseModel):
         dB; noise-scaled with s = 1 (in noise units, BBDM's own value): 42.1 and 34.4 dB, the
         LL kept at 50.0, the mean 32.33 → 34.03 dB (s = 0.1: 33.99, s = 0.01: 33.55; s = 0.1
         with unweighted L1: 33.54). On the 10 validation frames, mostly dim, it costs 0.28 dB
-        (28.95 → 28.67; s = 0.1: 28.49). ``sted_denoise``
-        frames are all photon-starved (0.2–13 photons); noise-scaled, its validation SSIM fell
-        0.932 → 0.875, so it stays unscaled with s = 0.001: at s = 0.1 the bridge had to see
+        (28.95 → 28.67; s = 0.1: 28.49). ``sted_denoise`` frames are all photon-starved
+        (0.2–13 photons); noise-scaled, its validation SSIM fell 0.932 → 0.875, so it stays
+        unscaled with s = 0.001: at s = 0.1 the bridge had to see
         its clean LL through bridge noise of σ ≈ 0.2 (normalised units) while the LL differs
         from the input by ~0.01 (bridge-only probe on ``denoise``, LL PSNR against the
         degraded 34.08 dB: s = 0.1 / 0.01 / 0.001 → 33.50 / 35.09 / 36.54). confocal→STED
