@@ -65,6 +65,9 @@ def test_quick_run_reports_every_row_and_skips_missing_models(model_files, tmp_p
     assert check["mscgm_30x_faster_than_ddpm"] is None
     assert check["mscgm_512_single_sample_le_250ms"] is None  # 64² frames
     assert isinstance(result["targets_check"]["denoise"]["mscgm_psnr_ge_care_minus_0.5dB"], bool)
+    # untrained model files record no training steps, so the budgets cannot be compared
+    assert rows["mscgm"]["train_steps"] is None and rows["classical"]["train_steps"] is None
+    assert result["targets_check"]["denoise"]["mscgm_care_same_training_steps"] is None
 
 
 def test_targets_check():
@@ -75,6 +78,7 @@ def test_targets_check():
         "ddpm": {"ms_per_frame": 290.0, "psnr": 30.2},
         "target": {"frc_resolution_nm": 55.0},
     }
+    rows["mscgm"]["train_steps"], rows["care"]["train_steps"] = 7000, 2500
     check = bench._targets(rows, [512, 512])
     assert check == {
         "mscgm_30x_faster_than_ddpm": False,
@@ -82,6 +86,7 @@ def test_targets_check():
         "mscgm_psnr_ge_care_minus_0.5dB": True,
         "mscgm_avg4_psnr_ge_care": True,
         "mscgm_frc_closer_to_target_than_care": True,
+        "mscgm_care_same_training_steps": False,
         "mscgm_512_single_sample_le_250ms": True,
     }
 

@@ -16,12 +16,13 @@ frames:
 - ``ms_per_frame``: median wall time per frame after one warm-up frame (``samples`` draws
   for the ``_avg4`` rows, one otherwise);
 - ``steps`` (sampling steps per draw; 1 for CARE), ``params`` (inference parameters, 0 for
-  classical and raw).
+  classical and raw), ``train_steps`` (optimiser steps the model file was trained for).
 
 Learned methods need a model file per task (``models[task][name]``, name ``mscgm``, ``care``
 or ``ddpm``; the ``_avg4`` rows reuse them); a method without one is reported as
 ``{"skipped": "no model file: ..."}``. ``targets_check`` evaluates the issue's targets per
-task (true/false, or null where a number is missing).
+task (true/false, or null where a number is missing); the comparisons with CARE are only fair
+when ``mscgm_care_same_training_steps`` is true ("same training budget", the issue's rule).
 """
 
 from __future__ import annotations
@@ -112,6 +113,13 @@ def _steps(restorer: Restorer) -> int | None:
     return int(getattr(getattr(restorer, "config", None), "steps", 1))
 
 
+def _train_steps(restorer: Restorer) -> int | None:
+    """Optimiser steps recorded in the model file (None for a built-in or an old file)."""
+    config = getattr(getattr(restorer, "model", None), "config", None)
+    steps = getattr(config, "steps_trained", None)
+    return int(steps) if steps else None
+
+
 def _targets(rows: Mapping[str, Mapping[str, Any]], frame_shape: Sequence[int]) -> dict:
     """The issue's targets for one task: True/False, None where a number is missing."""
 
@@ -138,6 +146,9 @@ def _targets(rows: Mapping[str, Mapping[str, Any]], frame_shape: Sequence[int]) 
         ),
         "mscgm_frc_closer_to_target_than_care": check(
             frc["mscgm"], frc["care"], frc["target"], test=lambda m, c, t: abs(m - t) < abs(c - t)
+        ),
+        "mscgm_care_same_training_steps": check(
+            get("mscgm", "train_steps"), get("care", "train_steps"), test=lambda m, c: m == c
         ),
         "mscgm_512_single_sample_le_250ms": (
             check(mscgm_ms, test=lambda m: m <= 250.0) if list(frame_shape) == [512, 512] else None
@@ -181,6 +192,7 @@ def _bench_task(
             "samples": samples,
             "steps": _steps(restorer),
             "params": _params(restorer),
+            "train_steps": _train_steps(restorer),
             "version": restorer.version,
         }
         if key is not None:
