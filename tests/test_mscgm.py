@@ -65,7 +65,7 @@ def test_config_is_frozen_strict_and_checked():
     assert MSCGMConfig.for_task("confocal2sted", steps=4).steps == 4  # explicit values win
     sted = MSCGMConfig.for_task("sted_denoise")
     assert sted.forward_model == "identity" and sted.detail_skip
-    assert (sted.finest_head_channels, c2s.finest_head_channels) == (16, 8)
+    assert (sted.finest_head_channels, c2s.finest_head_channels, c2s.head_channels) == (16, 16, 32)
     assert not c2s.detail_skip
     assert (sted.bridge_s, c2s.bridge_s) == (0.001, 0.1)
     generic = MSCGMConfig.for_task("denoise")
@@ -112,6 +112,25 @@ def test_noise_scaled_corrections_scale_with_the_noise():
     parts = model.losses(y, torch.rand(2, 1, 32, 32), step=9, total_steps=10)
     assert torch.isfinite(parts["loss"]) and "adv_1" in parts
 
+
+
+def test_noise_unit_details_feed_the_network_details_over_sigma():
+    with pytest.raises(ValueError, match="noise_unit_details needs noise_scaled"):
+        MSCGMConfig(task="denoise", detail_skip=True, noise_unit_details=True)
+    with pytest.raises(ValueError, match="noise_unit_details needs noise_input"):
+        DetailHead(8, skip=True, noise_unit_details=True)
+    seen = []
+    ll, details, z = torch.rand(1, 1, 8, 8), torch.rand(1, 1, 3, 8, 8), torch.zeros(1, 1, 8, 8)
+    sigma = torch.full((1, 1, 1, 1), 0.05)
+    for in_noise_units in (False, True):
+        head = DetailHead(8, skip=True, noise_input=True, noise_unit_details=in_noise_units)
+        head.net.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+        head(ll, ll, details, z, sigma)
+    plain, scaled = (inputs[:, 2:5] for inputs in seen)
+    torch.testing.assert_close(plain, details.flatten(1, 2))
+    torch.testing.assert_close(scaled, details.flatten(1, 2) / 0.05)
+    model = _model(noise_scaled=True, detail_skip=True, noise_unit_details=True)
+    assert all(head.noise_unit_details for head in model.heads)
 
 def test_match_target_recovers_the_degraded_photometry():
     rng = np.random.default_rng(0)

@@ -216,11 +216,15 @@ class DetailHead(nn.Module):
         channel_mults: Sequence[int] = (1, 2),
         skip: bool = False,
         noise_input: bool = False,
+        noise_unit_details: bool = False,
     ) -> None:
         super().__init__()
         if noise_input and not skip:
             raise ValueError("noise_input needs skip: it scales the skip head's correction")
+        if noise_unit_details and not noise_input:
+            raise ValueError("noise_unit_details needs noise_input: it divides the details by σ")
         self.skip, self.noise_input = skip, noise_input
+        self.noise_unit_details = noise_unit_details
         inputs = 7 if noise_input else 6
         out = 6 if skip else 3
         self.net = UNet(inputs, out, base_channels=base_channels, channel_mults=channel_mults)
@@ -250,7 +254,10 @@ class DetailHead(nn.Module):
             ``(B, 1, h, w)`` standard normal noise (the GAN's latent).
         sigma
             ``(B, 1, 1, 1)`` noise σ of ``details_degraded``; required with ``noise_input``,
-            which feeds ``log10 σ`` as a channel and scales the correction by σ.
+            which feeds ``log10 σ`` as a channel and scales the correction by σ. With
+            ``noise_unit_details`` the network also sees the degraded details divided by σ
+            (signal-to-noise units, what a gate must judge); the gate still acts on them in
+            normalised units.
 
         Returns
         -------
@@ -262,6 +269,8 @@ class DetailHead(nn.Module):
         if self.noise_input:
             if sigma is None:
                 raise ValueError("this head is noise-scaled: pass the details' noise sigma")
+            if self.noise_unit_details:
+                inputs[2] = degraded / sigma
             inputs.append(log_sigma_channel(sigma, z))
         out = self.net(torch.cat(inputs, dim=1))
         if self.skip:
