@@ -146,10 +146,11 @@ def test_entry_point_acquisition_exits_cleanly_every_time(tmp_path):
 def test_train_tiny_then_restore_and_list_with_the_new_model(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["train", "--task", "sted_denoise", "--preset", "tiny",
-                                 "--out", str(tmp_path / "mymodel")])
+                                 "--half", "--out", str(tmp_path / "mymodel")])
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "mymodel.json").read_text())
     assert meta["name"] == "mymodel" and meta["task"] == "sted_denoise"
+    assert meta["weights_dtype"] == "float16"
     tifffile.imwrite(tmp_path / "in.tif", np.random.default_rng(0).poisson(5, (2, 40, 40)),
                      photometric="minisblack")
     result = runner.invoke(app, ["restore", "in.tif", "out.tif", "--model",

@@ -274,6 +274,20 @@ def test_save_load_round_trip(restorer, tmp_path):
     assert MSCGMRestorer.load(tmp_path / "m.safetensors").version == loaded.version
 
 
+
+def test_half_precision_files_are_half_the_size_and_restore_alike(restorer, tmp_path):
+    full, half = restorer.save(tmp_path / "full"), restorer.save(tmp_path / "half", half=True)
+    assert json.loads(full.read_text())["weights_dtype"] == "float32"
+    assert json.loads(half.read_text())["weights_dtype"] == "float16"
+    sizes = [(tmp_path / f"{n}.safetensors").stat().st_size for n in ("full", "half")]
+    assert 0.45 < sizes[1] / sizes[0] < 0.55
+    loaded = MSCGMRestorer.load(half, device="cpu")
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())  # cast back on load
+    frames = _frames(1, (32, 32))
+    before, after = restorer.restore(frames, seed=1).mean, loaded.restore(frames, seed=1).mean
+    assert not np.array_equal(before, after)  # the weights really were rounded
+    np.testing.assert_allclose(after, before, atol=1e-3 * float(np.ptp(before)))
+
 def test_load_reports_broken_files(restorer, tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         MSCGMRestorer.load(tmp_path / "missing.json")

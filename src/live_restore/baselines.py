@@ -407,11 +407,12 @@ class _BaselineRestorer(ABC):
             "config": self.config.model_dump(mode="json"),
         }
 
-    def save(self, stem: Path) -> Path:
-        """Write ``stem.safetensors`` (weights) and ``stem.json`` (format, config,
-        normalisation, task, provenance, weights checksum); return the JSON path."""
+    def save(self, stem: Path, half: bool = False) -> Path:
+        """Write ``stem.safetensors`` (weights, float16 with ``half``) and ``stem.json``
+        (format, config, normalisation, task, provenance, weights checksum); return the JSON
+        path."""
         path, self.version = save_model_files(
-            stem, _all_weights(self.model), self.format, FORMAT_VERSION, self._fields()
+            stem, _all_weights(self.model), self.format, FORMAT_VERSION, self._fields(), half
         )
         return path
 

@@ -194,6 +194,8 @@ def train(
     seed: Annotated[int, typer.Option(help="seed for data and initialisation")] = 0,
     workdir: Annotated[Path | None, typer.Option(
         help="checkpoints and cached pairs (default: runs/<name>); rerun to resume")] = None,
+    half: Annotated[bool, typer.Option(
+        help="store the weights as float16 (half the file; the shipped models)")] = False,
 ) -> None:
     """Train MSCGM (or a baseline) on simulated pairs; same data and budget for every method."""
     from live_restore import sim
@@ -233,7 +235,7 @@ def train(
                 progress=lambda step, total, logs: progress.update(
                     bar, completed=step, description=f"{task} loss {logs['loss']:.4f}"),
             )
-        path = restorer_cls.load(exported).save(out)
+        path = restorer_cls.load(exported).save(out, half=half)
     except (ValueError, OSError) as exc:
         raise _fail(exc) from exc
     console.print(f"wrote {path}")

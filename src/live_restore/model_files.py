@@ -25,16 +25,25 @@ ModelT = TypeVar("ModelT", bound=nn.Module)
 
 
 def save_model_files(
-    stem: Path, weights: dict[str, Tensor], fmt: str, format_version: int, fields: dict
+    stem: Path,
+    weights: dict[str, Tensor],
+    fmt: str,
+    format_version: int,
+    fields: dict,
+    half: bool = False,
 ) -> tuple[Path, str]:
     """Write ``stem.safetensors`` and ``stem.json``; return the JSON path and the checksum.
 
-    The JSON holds ``format``, ``format_version``, ``name``, ``weights``, ``weights_checksum``
-    and then ``fields`` (task, normalisation, config, …), so any reader can check the pair.
+    The JSON holds ``format``, ``format_version``, ``name``, ``weights``, ``weights_dtype``,
+    ``weights_checksum`` and then ``fields`` (task, normalisation, config, …), so any reader
+    can check the pair. ``half`` stores floating-point weights as float16, half the size (the
+    shipped models: 25 MB budget); loading casts them back to the model's float32.
     """
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     weights_path = stem.with_name(stem.name + ".safetensors")
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     save_file(weights, str(weights_path))
     checksum = file_checksum(weights_path)
     meta = {
@@ -42,6 +51,7 @@ def save_model_files(
         "format_version": format_version,
         "name": stem.name,
         "weights": weights_path.name,
+        "weights_dtype": "float16" if half else "float32",
         "weights_checksum": checksum,
         **fields,
     }

@@ -810,10 +810,12 @@ class MSCGMRestorer:
 
     # ------------------------------------------------------------------ files
 
-    def save(self, stem: Path, extra: Mapping[str, object] | None = None) -> Path:
-        """Write ``stem.safetensors`` (weights) and ``stem.json`` (config, normalisation, task,
-        levels, steps, provenance, format version, weights checksum, plus ``extra`` fields
-        such as an adaptation record); return the JSON path."""
+    def save(
+        self, stem: Path, extra: Mapping[str, object] | None = None, half: bool = False
+    ) -> Path:
+        """Write ``stem.safetensors`` (weights, float16 with ``half``) and ``stem.json``
+        (config, normalisation, task, levels, steps, provenance, format version, weights
+        checksum, plus ``extra`` fields such as an adaptation record); return the JSON path."""
         path, self.version = save_model_files(
             stem,
             _weights(self.model),
@@ -832,6 +834,7 @@ class MSCGMRestorer:
                 "config": self.config.model_dump(mode="json"),
                 **(extra or {}),
             },
+            half=half,
         )
         return path
 
