@@ -173,14 +173,17 @@ class MSCGMConfig(BaseModel):
         dB; noise-scaled with s = 1 (in noise units, BBDM's own value): 42.1 and 34.4 dB, the
         LL kept at 50.0, the mean 32.33 → 34.03 dB (s = 0.1: 33.99, s = 0.01: 33.55; s = 0.1
         with unweighted L1: 33.54). On the 10 validation frames, mostly dim, it costs 0.28 dB
-        (28.95 → 28.67; s = 0.1: 28.49). ``sted_denoise`` frames are all photon-starved
-        (0.2–13 photons); noise-scaled, its validation SSIM fell 0.932 → 0.875, so it stays
-        unscaled with s = 0.001: at s = 0.1 the bridge had to see
-        its clean LL through bridge noise of σ ≈ 0.2 (normalised units) while the LL differs
-        from the input by ~0.01 (bridge-only probe on ``denoise``, LL PSNR against the
-        degraded 34.08 dB: s = 0.1 / 0.01 / 0.001 → 33.50 / 35.09 / 36.54). confocal→STED
-        keeps s = 0.1 unscaled: its LL must change by far more than the noise (deblurring;
-        the same probe scored 26.82 dB at 0.1, 26.76 at 0.001).
+        (28.95 → 28.67; s = 0.1: 28.49). Its heads also see the degraded details divided by
+        σ (``noise_unit_details``: in normalised units a bright frame's details are ~0.003)
+        and are 32/24 channels wide: quick preset, held-out / validation PSNR 34.03 / 28.67 →
+        34.40 / 29.01 (noise units) → 34.76 / 29.31 (both; 32/24 alone: 34.14 / 29.08).
+        ``sted_denoise`` frames are all photon-starved (0.2–13 photons); noise-scaled, its
+        validation SSIM fell 0.932 → 0.875, so it stays unscaled with s = 0.001: at s = 0.1
+        the bridge had to see its clean LL through bridge noise of σ ≈ 0.2 (normalised units)
+        while the LL differs from the input by ~0.01 (bridge-only probe on ``denoise``, LL
+        PSNR against the degraded 34.08 dB: s = 0.1 / 0.01 / 0.001 → 33.50 / 35.09 /
+        36.54). confocal→STED keeps s = 0.1 unscaled: its LL must change by far more than
+        the noise (deblurring; the same probe scored 26.82 dB at 0.1, 26.76 at 0.001).
         """
         if task == "confocal2sted":
             defaults: dict[str, object] = {
@@ -194,7 +197,13 @@ class MSCGMConfig(BaseModel):
         else:
             defaults = {"detail_skip": True, "finest_head_channels": 16}
             if task == "denoise":
-                defaults |= {"noise_scaled": True, "bridge_s": 1.0}
+                defaults |= {
+                    "noise_scaled": True,
+                    "bridge_s": 1.0,
+                    "noise_unit_details": True,
+                    "head_channels": 32,
+                    "finest_head_channels": 24,
+                }
             else:
                 defaults["bridge_s"] = 0.001
         return cls(task=task, **(defaults | kwargs))
