@@ -70,10 +70,8 @@ def test_config_is_frozen_strict_and_checked():
     assert (sted.bridge_s, c2s.bridge_s) == (0.001, 0.1)
     generic = MSCGMConfig.for_task("denoise")
     assert generic.noise_scaled and generic.bridge_s == 1.0  # s in noise units
-    assert generic.noise_unit_details and (generic.head_channels, generic.finest_head_channels) == (
-        32,
-        24,
-    )
+    assert generic.noise_unit_details
+    assert (generic.head_channels, generic.finest_head_channels) == (32, 24)
     assert not (sted.noise_unit_details or c2s.noise_unit_details)
     assert not (sted.noise_scaled or c2s.noise_scaled)
     assert not MSCGMConfig(task="denoise").detail_skip  # files saved before the skip load as such
