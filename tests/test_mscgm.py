@@ -116,7 +116,6 @@ def test_noise_scaled_corrections_scale_with_the_noise():
     assert torch.isfinite(parts["loss"]) and "adv_1" in parts
 
 
-
 def test_noise_unit_details_feed_the_network_details_over_sigma():
     with pytest.raises(ValueError, match="noise_unit_details needs noise_scaled"):
         MSCGMConfig(task="denoise", detail_skip=True, noise_unit_details=True)
@@ -134,6 +133,7 @@ def test_noise_unit_details_feed_the_network_details_over_sigma():
     torch.testing.assert_close(scaled, details.flatten(1, 2) / 0.05)
     model = _model(noise_scaled=True, detail_skip=True, noise_unit_details=True)
     assert all(head.noise_unit_details for head in model.heads)
+
 
 def test_match_target_recovers_the_degraded_photometry():
     rng = np.random.default_rng(0)
@@ -277,7 +277,6 @@ def test_save_load_round_trip(restorer, tmp_path):
     assert MSCGMRestorer.load(tmp_path / "m.safetensors").version == loaded.version
 
 
-
 def test_half_precision_files_are_half_the_size_and_restore_alike(restorer, tmp_path):
     full, half = restorer.save(tmp_path / "full"), restorer.save(tmp_path / "half", half=True)
     assert json.loads(full.read_text())["weights_dtype"] == "float32"
@@ -290,6 +289,7 @@ def test_half_precision_files_are_half_the_size_and_restore_alike(restorer, tmp_
     before, after = restorer.restore(frames, seed=1).mean, loaded.restore(frames, seed=1).mean
     assert not np.array_equal(before, after)  # the weights really were rounded
     np.testing.assert_allclose(after, before, atol=1e-3 * float(np.ptp(before)))
+
 
 def test_load_reports_broken_files(restorer, tmp_path):
     with pytest.raises(ValueError, match="does not exist"):

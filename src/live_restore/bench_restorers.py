@@ -115,8 +115,7 @@ def _steps(restorer: Restorer) -> int | None:
 
 def _train_steps(restorer: Restorer) -> int | None:
     """Optimiser steps recorded in the model file (None for a built-in or an old file)."""
-    config = getattr(getattr(restorer, "model", None), "config", None)
-    steps = getattr(config, "steps_trained", None)
+    steps = getattr(getattr(restorer, "config", None), "steps_trained", None)
     return int(steps) if steps else None
 
 
