@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -66,6 +69,14 @@ def test_registry_lists_and_builds_classical():
     assert restorer.version == ClassicalRestorer().version
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         get_restorer("nope")
+
+
+def test_classical_imports_first_in_a_fresh_interpreter():
+    # The registry names "classical" without importing it: that import used to be circular.
+    code = "import live_restore.classical as c; print(c.ClassicalRestorer.name)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "classical"
 
 
 def test_classical_has_no_outliers_at_low_counts_with_offset():

@@ -160,10 +160,11 @@ def get_restorer(name: str, device: str | None = None) -> Restorer:
     return getattr(import_module(module), cls).load(cfg, device=device)
 
 
-def _register_classical() -> None:
+def _classical(device: str | None = None) -> Restorer:
+    """Imported on first use: ``live_restore.classical`` imports this module."""
     from live_restore.classical import ClassicalRestorer
 
-    register_builtin("classical", ClassicalRestorer)
+    return ClassicalRestorer(device=device)
 
 
-_register_classical()
+register_builtin("classical", _classical)
