@@ -70,7 +70,9 @@ def test_config_is_frozen_strict_and_checked():
     assert (sted.bridge_s, c2s.bridge_s) == (0.001, 0.1)
     generic = MSCGMConfig.for_task("denoise")
     assert generic.noise_scaled and generic.bridge_s == 1.0  # s in noise units
-    assert generic.noise_unit_details
+    assert generic.noise_unit_details and generic.smooth_prior
+    assert not (sted.smooth_prior or c2s.smooth_prior)
+    assert all(head.smooth_prior for head in MSCGM(generic).heads)
     assert (generic.head_channels, generic.finest_head_channels) == (32, 24)
     assert not (sted.noise_unit_details or c2s.noise_unit_details)
     assert not (sted.noise_scaled or c2s.noise_scaled)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from live_restore.networks import DetailHead, PatchDiscriminator, UNet
+from live_restore.networks import DetailHead, PatchDiscriminator, UNet, smooth_details
+from live_restore.wavelets import haar_dwt2
 
 
 def _params(module: torch.nn.Module) -> int:
@@ -70,6 +71,31 @@ def test_detail_head_skip_gates_the_degraded_details():
     with torch.no_grad():
         head.net.out.bias[:3] = 20.0
     torch.testing.assert_close(head(ll, ll, details, torch.randn_like(ll)), details)
+
+
+def test_smooth_details_are_exact_for_locally_linear_intensity():
+    rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    ramp = (0.01 * rows + 0.02 * cols)[None, None]
+    ll, details = haar_dwt2(ramp)
+    predicted = smooth_details(ll / 2)  # block means, the units synthesise() works in
+    inner = (..., slice(1, -1), slice(1, -1))  # the upsampling clamps at the border
+    torch.testing.assert_close(predicted[inner], details[inner])
+    blob = torch.exp(-((rows - 16) ** 2 + (cols - 15) ** 2) / (2 * 4.0**2))[None, None]
+    ll, details = haar_dwt2(blob)
+    residual = (smooth_details(ll / 2) - details).square().mean()
+    assert residual < 0.02 * details.square().mean()  # a PSF of σ = 4 px is nearly linear
+
+
+def test_detail_head_smooth_prior_starts_from_the_smooth_details():
+    torch.manual_seed(0)
+    ll = torch.rand(2, 1, 12, 20)
+    details = torch.randn(2, 1, 3, 12, 20)
+    smooth = smooth_details(ll)
+    gated = DetailHead(8, skip=True, smooth_prior=True)  # untrained: gate sigmoid(0) = 0.5
+    torch.testing.assert_close(gated(ll, ll, details, torch.randn_like(ll)),
+                               0.5 * details + 0.5 * smooth)
+    plain = DetailHead(8, smooth_prior=True)  # untrained: zero output, so the smooth details
+    torch.testing.assert_close(plain(ll, ll, details, torch.randn_like(ll)), smooth)
 
 
 def test_patch_discriminator_is_spectrally_normalised():

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from live_restore.bridge import timestep_embedding
+from live_restore.wavelets import haar_dwt2
 
 __all__ = ["DetailHead", "PatchDiscriminator", "ResBlock", "UNet"]
 
@@ -208,6 +210,12 @@ class DetailHead(nn.Module):
     frame's details are mostly signal and pass through, a dim frame's are mostly noise and are
     gated out. Without it the heads cap a restored frame near 40 dB PSNR however clean its
     input (``denoise``, a 2 165-photon frame: raw 39.0 dB, restored 39.9 dB).
+
+    With ``smooth_prior``, the head also starts from :func:`smooth_details` of the restored LL,
+    the details of smooth structure: with ``skip`` the gate blends the degraded details with
+    them (``g · degraded + (1 − g) · smooth``), without it they are added to the output. An
+    image sampled finer than its PSF has fine details that follow from the LL; the network
+    then only learns what departs from smoothness.
     """
 
     def __init__(
@@ -217,6 +225,7 @@ class DetailHead(nn.Module):
         skip: bool = False,
         noise_input: bool = False,
         noise_unit_details: bool = False,
+        smooth_prior: bool = False,
     ) -> None:
         super().__init__()
         if noise_input and not skip:
@@ -225,6 +234,7 @@ class DetailHead(nn.Module):
             raise ValueError("noise_unit_details needs noise_input: it divides the details by σ")
         self.skip, self.noise_input = skip, noise_input
         self.noise_unit_details = noise_unit_details
+        self.smooth_prior = smooth_prior
         inputs = 7 if noise_input else 6
         out = 6 if skip else 3
         self.net = UNet(inputs, out, base_channels=base_channels, channel_mults=channel_mults)
@@ -273,10 +283,21 @@ class DetailHead(nn.Module):
                 inputs[2] = degraded / sigma
             inputs.append(log_sigma_channel(sigma, z))
         out = self.net(torch.cat(inputs, dim=1))
+        smooth = smooth_details(ll).flatten(1, 2) if self.smooth_prior else 0.0
         if self.skip:
             correction = out[:, 3:] * sigma if self.noise_input else out[:, 3:]
-            out = torch.sigmoid(out[:, :3]) * degraded + correction
+            gate = torch.sigmoid(out[:, :3])
+            out = gate * degraded + (1 - gate) * smooth + correction
+        else:
+            out = out + smooth
         return out.unsqueeze(1)
+
+
+def smooth_details(ll: Tensor) -> Tensor:
+    """Scaled details ``(B, C, 3, h, w)`` of ``ll`` ``(B, C, h, w)`` (block means) upsampled ×2
+    bilinearly: exact where the intensity is locally linear, so they are the details of an
+    image sampled finer than its PSF, up to its curvature."""
+    return haar_dwt2(F.interpolate(ll, scale_factor=2, mode="bilinear", align_corners=False))[1]
 
 
 class PatchDiscriminator(nn.Module):
