@@ -18,7 +18,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from live_restore.bridge import timestep_embedding
 from live_restore.wavelets import haar_dwt2
 
-__all__ = ["DetailHead", "PatchDiscriminator", "ResBlock", "UNet"]
+__all__ = ["DetailHead", "PatchDiscriminator", "ResBlock", "UNet", "smooth_details"]
 
 
 def _groups(channels: int) -> int:
