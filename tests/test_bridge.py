@@ -141,6 +141,29 @@ def test_p_losses_draws_t_uniformly_from_1_to_T():
     assert all(abs(c - 800) < 120 for c in counts[1:].tolist())
 
 
+def test_first_hop_fraction_puts_that_share_of_draws_at_T():
+    bridge = BrownianBridge(num_timesteps=5)
+    x0, y = _pair(shape=(4000, 1, 2, 2))
+    seen = []
+
+    def recorder(x_t, y_, t_):
+        seen.append((x_t, t_))
+        return torch.zeros_like(x_t)
+
+    bridge.p_losses(recorder, x0, y, generator=_gen(6), first_hop_fraction=0.5)
+    x_t, t = seen[0]
+    counts = torch.bincount(t, minlength=6)
+    assert counts[0] == 0
+    # half the batch at T, the other half uniform over 1..T: T gets 0.5 + 0.5 / 5 = 60 %.
+    assert abs(counts[5].item() - 2400) < 150
+    assert all(abs(c - 400) < 100 for c in counts[1:5].tolist())
+    torch.testing.assert_close(x_t[t == 5], y[t == 5], rtol=0, atol=0)  # x_T is exactly y
+    bridge.p_losses(recorder, x0, y, generator=_gen(6), first_hop_fraction=1.0)
+    assert bool((seen[1][1] == 5).all())
+    with pytest.raises(ValueError, match="first_hop_fraction"):
+        bridge.p_losses(recorder, x0, y, first_hop_fraction=1.5)
+
+
 # ----------------------------------------------------------------------------- step grid
 
 

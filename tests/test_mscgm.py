@@ -61,11 +61,14 @@ def test_config_is_frozen_strict_and_checked():
         MSCGMConfig(task="denoise", pmin=50, pmax=40)
     c2s = MSCGMConfig.for_task("confocal2sted")
     assert c2s.forward_model == "confocal_blur"
-    assert (c2s.bridge_channels, c2s.bridge_mults, c2s.steps) == (32, (1, 2, 4), 2)
+    assert (c2s.bridge_channels, c2s.bridge_mults, c2s.steps) == (32, (1, 2, 4), 1)
     assert MSCGMConfig.for_task("confocal2sted", steps=4).steps == 4  # explicit values win
     sted = MSCGMConfig.for_task("sted_denoise")
     assert sted.forward_model == "identity" and sted.detail_skip
-    assert (sted.finest_head_channels, c2s.finest_head_channels, c2s.head_channels) == (16, 16, 32)
+    assert (sted.finest_head_channels, c2s.finest_head_channels, c2s.head_channels) == (16, 16, 48)
+    assert (c2s.bridge_objective, c2s.first_hop_fraction) == ("ysubx", 0.5)
+    assert (sted.bridge_objective, sted.first_hop_fraction) == ("grad", 0.0)
+    assert (c2s.ll_noise, c2s.ll_blur_fraction, sted.ll_blur_fraction) == (0.0, 0.0, 0.5)
     assert not c2s.detail_skip
     assert (sted.bridge_s, c2s.bridge_s) == (0.001, 0.1)
     generic = MSCGMConfig.for_task("denoise")
@@ -77,6 +80,42 @@ def test_config_is_frozen_strict_and_checked():
     assert not (sted.noise_unit_details or c2s.noise_unit_details)
     assert not (sted.noise_scaled or c2s.noise_scaled)
     assert not MSCGMConfig(task="denoise").detail_skip  # files saved before the skip load as such
+
+
+def test_ysubx_bridge_returns_x_t_minus_x0_from_a_prediction_of_y_minus_x0():
+    with pytest.raises(ValueError, match="ysubx"):
+        MSCGMConfig.for_task("denoise", bridge_objective="ysubx")
+    grad, ysubx = _model(), _model(bridge_objective="ysubx")
+    ysubx.denoiser.unet.load_state_dict(grad.denoiser.unet.state_dict())  # same network
+    x_t, y, t = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8), torch.tensor([3, 1000])
+    with torch.no_grad():
+        net = grad.denoiser(x_t, y, t)
+        torch.testing.assert_close(ysubx.denoiser(x_t, y, t), net + x_t - y)
+        # at t = T (x_T = y) both read the network's output as the whole correction
+        torch.testing.assert_close(ysubx.denoiser(y, y, t), grad.denoiser(y, y, t))
+
+
+def test_head_mults_deepen_the_coarse_heads_and_the_padding_follows():
+    model = _model(levels=2, head_mults=(1, 2, 4))
+    assert [len(h.net.down) for h in model.heads] == [3, 2]  # the finest head stays shallow
+    # the coarse head runs on the coarsest LL (1/4 of the frame) and needs multiples of 4 there
+    assert (model.denoiser.unet.multiple, model.multiple) == (2, 16)
+    frames = _frames(1, shape=(36, 44))
+    assert MSCGMRestorer(model, device="cpu").restore(frames, seed=0).mean.shape == (1, 36, 44)
+    with pytest.raises(ValueError, match="head_mults"):
+        MSCGMConfig(task="denoise", head_mults=())
+
+
+def test_conditioning_ll_augmentation_follows_its_settings():
+    ll = torch.zeros(4, 1, 8, 8)
+    ll[:, :, 4, 4] = 1.0
+    torch.testing.assert_close(_model(ll_noise=0.0, ll_blur_fraction=0.0)._augment_ll(ll), ll)
+    blurred = _model(ll_noise=0.0, ll_blur_fraction=1.0)._augment_ll(ll)
+    assert blurred[:, 0, 4, 4].tolist() == [0.25] * 4  # [1 2 1]² / 16 at the centre
+    assert blurred.sum().item() == pytest.approx(4.0)  # the blur keeps the mean
+    torch.manual_seed(0)
+    noisy = _model(ll_noise=0.1, ll_blur_fraction=0.0)._augment_ll(ll) - ll
+    assert 0 < noisy.std().item() < 0.1
 
 
 def test_noise_level_measures_the_noise_not_smooth_signal():

@@ -163,6 +163,7 @@ class BrownianBridge(nn.Module):
         y: Tensor,
         t: Tensor | None = None,
         generator: torch.Generator | None = None,
+        first_hop_fraction: float = 0.0,
     ) -> Tensor:
         """Training loss (eq. 3): ``mean |model(x_t, y, t) − (x_t − x_0)|``.
 
@@ -177,6 +178,10 @@ class BrownianBridge(nn.Module):
             has the trivial target 0 and is never visited by the sampler).
         generator
             Source of ``t`` and ``ε``, on the device of ``x0``; the global RNG if None.
+        first_hop_fraction
+            When ``t`` is drawn: the expected fraction of the batch put at ``t = T``, the
+            sampler's first hop, which sees ``y`` alone and so carries the whole restoration
+            (uniform draws put 1/T there).
 
         Returns
         -------
@@ -185,10 +190,15 @@ class BrownianBridge(nn.Module):
         """
         self._check_pair(x0, y, "x0")
         batch = x0.shape[0]
+        if not 0.0 <= first_hop_fraction <= 1.0:
+            raise ValueError(f"first_hop_fraction must lie in [0, 1], got {first_hop_fraction!r}")
         if t is None:
             t = torch.randint(
                 1, self.num_timesteps + 1, (batch,), generator=generator, device=x0.device
             )
+            if first_hop_fraction > 0:
+                draw = torch.rand(batch, generator=generator, device=x0.device)
+                t = torch.where(draw < first_hop_fraction, self.num_timesteps, t)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = self.q_sample(x0, y, t, noise)
         target = x_t - x0
