@@ -283,14 +283,15 @@ class DetailHead(nn.Module):
                 inputs[2] = degraded / sigma
             inputs.append(log_sigma_channel(sigma, z))
         out = self.net(torch.cat(inputs, dim=1))
+        smooth = smooth_details(ll).flatten(1, 2) if self.smooth_prior else None
         if self.skip:
             correction = out[:, 3:] * sigma if self.noise_input else out[:, 3:]
             gate = torch.sigmoid(out[:, :3])
             out = gate * degraded + correction
-            if self.smooth_prior:
-                out = out + (1 - gate) * smooth_details(ll).flatten(1, 2)
-        elif self.smooth_prior:
-            out = out + smooth_details(ll).flatten(1, 2)
+            if smooth is not None:
+                out = out + (1 - gate) * smooth
+        elif smooth is not None:
+            out = out + smooth
         return out.unsqueeze(1)
 
 
