@@ -65,7 +65,10 @@ def test_config_is_frozen_strict_and_checked():
     assert MSCGMConfig.for_task("confocal2sted", steps=4).steps == 4  # explicit values win
     sted = MSCGMConfig.for_task("sted_denoise")
     assert sted.forward_model == "identity" and sted.detail_skip
-    assert (sted.finest_head_channels, c2s.finest_head_channels, c2s.head_channels) == (16, 16, 48)
+    assert (sted.finest_head_channels, c2s.finest_head_channels, c2s.head_channels) == (16, 8, 48)
+    assert (c2s.head_mults, sted.head_mults, c2s.ssim_weight, sted.ssim_weight) == (
+        (1, 2, 4), (1, 2), 0.0, 0.2
+    )
     assert (c2s.bridge_objective, c2s.first_hop_fraction) == ("ysubx", 0.5)
     assert (sted.bridge_objective, sted.first_hop_fraction) == ("grad", 0.0)
     assert (c2s.ll_noise, c2s.ll_blur_fraction, sted.ll_blur_fraction) == (0.0, 0.0, 0.5)
@@ -257,6 +260,23 @@ def test_draws_differ_by_grid_offset_and_averaged_returns_their_mean(restorer):
     assert result.std is not None and result.std.max() > 0
     with pytest.raises(ValueError, match="samples"):
         Averaged(restorer, 0)
+
+
+def test_draws_turn_and_flip_the_frame_and_undo_it(restorer, monkeypatch):
+    frames = _frames(1, (20, 36))
+    seen = []
+
+    def per_pixel(norm, *args):
+        seen.append((norm.shape, norm[0, 0]))
+        return 2 * norm
+
+    monkeypatch.setattr(restorer, "_restore_frame", per_pixel)
+    _, lo, _ = normalise_frame(frames[0], 0.2, 99.8)
+    for seed in range(12):
+        restored = restorer.restore(frames, seed=seed).mean
+        np.testing.assert_allclose(restored, 2 * frames - lo, rtol=1e-5)
+    assert {shape[0] < shape[1] for shape, _ in seen} == {True, False}  # turned and not
+    assert len({corner for _, corner in seen}) > 2  # different corners came first
 
 
 def test_tiling_blends_tiles_back_exactly(monkeypatch):

@@ -315,7 +315,7 @@ def dose_sweep(
     model: Annotated[str, typer.Option(
         help="restorer, or 'auto': sted_denoise / denoise when shipped, else classical")] = "auto",
     samples: Annotated[int, typer.Option(
-        help="restore each frame as the mean of this many draws (MSCGM: grid offsets)")] = 1,
+        help="restore each frame as the mean of this many draws (MSCGM: offsets, turns)")] = 1,
     target: Annotated[str | None, typer.Option(
         help="e.g. 'ssim>=0.90' (default: raw SSIM at the reference dose)")] = None,
     dose_property: Annotated[str | None, typer.Option(

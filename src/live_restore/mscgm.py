@@ -98,7 +98,7 @@ class MSCGMConfig(BaseModel):
     steps: int = Field(2, ge=1, description="default sampling hops")
     eta: float = Field(0.0, ge=0, le=1, description="stochasticity for a single sample")
     sample_eta: float = Field(
-        0.0, ge=0, le=1, description="stochasticity when samples > 1 (draws differ by grid offset)"
+        0.0, ge=0, le=1, description="stochasticity when samples > 1 (draws differ by offset, turn)"
     )
     bridge_channels: int = Field(16, ge=1, description="bridge U-Net width at full LL size")
     bridge_mults: tuple[int, ...] = (1, 2, 4, 8)
@@ -166,64 +166,48 @@ class MSCGMConfig(BaseModel):
     def for_task(cls, task: str, **kwargs: object) -> MSCGMConfig:
         """Config with the task's defaults filled in; explicit ``kwargs`` win.
 
-        confocal→STED: the confocal-blur forward model, and a wider, shallower bridge (32
-        channels, 3 resolutions: the same parameter count as the default 16 × 4). Deblurring
-        puts most of the work on the bridge — heads fed the true LL score 2 dB higher than
-        with the bridge's — and in a bridge-only probe (2 500 steps, held-out LL PSNR) this
-        shape scored 38.3 dB against 36.9 dB for the default and 37.9 dB for 32 × 4 (4× the
-        parameters). The deblurred LL is one wide posterior's mean, so the bridge predicts
-        ``y − x_0`` (``ysubx``: the same correction at every t) and trains half its draws at
-        t = T, the hop that sees ``y`` alone. Bridge-only probe (quick data, 2 500 steps, LL
-        MSE ×10⁴ on 10 validation frames after 1 / 2 / 4 hops; CARE's output 10.1, a
-        network trained only at t = T 10.9): ``grad`` with uniform t 32.2 / 20.2 / 16.6,
-        ``ysubx`` 17.4 / 15.9 / 13.5, ``ysubx`` + half at T 12.7 / 13.1 / 10.7. Its coarse
-        head is 48 channels wide (16 for the finest) and the heads see the conditioning LL
-        un-augmented (``ll_noise`` 0, ``ll_blur_fraction`` 0; the bridge-LL stage still
-        robustifies them): with the augmentation the coarse head's detail error was the same
-        whether it was fed the bridge's LL, CARE's or the true one, so it had learnt to
-        ignore the LL. Quick preset, validation PSNR / SSIM: 31.65 / 0.961 before → 32.31 /
-        0.970 (the bridge change, 4 hops) → 32.49 / 0.969 (coarse head 48 wide, 2 hops,
-        which score as 4 there) → 32.61 / 0.966 (no augmentation); CARE 34.06 / 0.982. One
-        hop scores as two (32.66 / 0.970 against 32.61 / 0.966), so the default is one: the
-        second hop cost 46 ms of a 512² frame. A 64-wide coarse head scored 32.84 / 0.968 but
-        took the 512² frame to 292 ms (2 hops) or 245 ms (1 hop), too near the 250 ms budget.
+        Each default was chosen by A/B runs at the quick preset, scored on 10 validation
+        frames (seeds 5000–5009) or, where marked "held-out", on 8 pairs of test seed 10 000,
+        a set that contains the quick benchmark's 4 frames (PSNR in dB; band errors are MSE
+        ×10⁴ in normalised units).
+
+        confocal→STED, deblurring (the LL must move far more than the noise):
+
+        - the confocal-blur forward model and a bridge 32 wide with 3 resolutions (the same
+          parameters as the default 16 × 4; bridge-only probe, LL PSNR 36.9 → 38.3);
+        - the bridge network predicts ``y − x_0`` (``ysubx``) and half of its training draws
+          are at t = T, the hop that sees ``y`` alone: the LL error after 2 hops fell from
+          20.2 to 13.1 (CARE's LL: 10.1). One hop by default: it scored as two (32.66 against
+          32.61) and saves 46 ms of a 512² frame;
+        - the heads see the conditioning LL un-augmented (``ll_noise`` and
+          ``ll_blur_fraction`` 0): augmented, the coarse head's error was the same fed the
+          bridge's, CARE's or the true LL, so it had learnt to ignore it. The bridge-LL stage
+          still guards against exposure bias;
+        - plain heads, no skip gate (a confocal frame's details are blurred, not noisy
+          signal: the gate lost 0.16 dB); the coarse head a three-resolution U-Net 48 wide,
+          the finest 8 wide (16 → 8 saves 50 ms of a 512² frame), and no SSIM term (the
+          coarse head's level-2 error 25 → 22): 32.61 → 32.90 overall.
 
         Denoising tasks: heads that gate the degraded details through (:class:`DetailHead`
-        ``skip``) and a finest head of 16 channels. A/B on ``denoise`` (quick preset, 10
-        validation frames, PSNR): 27.32 dB plain, 27.25 with 16 channels, 28.00 with the skip,
-        28.31 with both (the brightest frame 38.0 → 40.6 dB, the dimmest no worse). A
-        confocal frame's details are blurred, not noisy signal: on confocal→STED the skip
-        lost 0.16 dB and 0.006 SSIM (8 test pairs) and 16 channels 0.01 dB, so it keeps the
-        plain heads. Two bridge hops (the default) score as four on ``denoise`` (28.31 both;
-        notes/mscgm.md §6: 2, 4 and 8 alike at η = 0) at half the bridge's time.
+        ``skip``) and a finest head 16 wide (on ``denoise``: 27.32 plain, 28.31 with both);
+        two bridge hops, which score as four.
 
-        ``denoise`` is also noise-scaled (:meth:`MSCGM._bridge_loss`): the bridge runs on the
-        LL's difference from the degraded one in units of the frame's own noise σ, the heads'
-        corrections are multiplied by σ, both see ``log10 σ``, and each frame's L1 weighs
-        1/σ. Its frames span 1–3 000 photons: in normalised units a bright frame's noise is
-        ~0.003 and a dim one's ~0.3, and unscaled, the networks' precision floor and a loss
-        dominated by the dim frames made bright frames worse than raw. On the 8 held-out test
-        pairs (quick preset, PSNR-affine) a 1 917-photon frame went 38.7 → 40.5 dB (CARE 45.6)
-        and a 463-photon one 34.0 → 28.9, the bridge lowering the clean LL from 49.8 to 42.1
-        dB; noise-scaled with s = 1 (in noise units, BBDM's own value): 42.1 and 34.4 dB, the
-        LL kept at 50.0, the mean 32.33 → 34.03 dB (s = 0.1: 33.99, s = 0.01: 33.55; s = 0.1
-        with unweighted L1: 33.54). On the 10 validation frames, mostly dim, it costs 0.28 dB
-        (28.95 → 28.67; s = 0.1: 28.49). Its heads also see the degraded details divided by
-        σ (``noise_unit_details``: in normalised units a bright frame's details are ~0.003)
-        and are 32/24 channels wide: quick preset, held-out / validation PSNR 34.03 / 28.67 →
-        34.40 / 29.01 (noise units) → 34.76 / 29.31 (both; 32/24 alone: 34.14 / 29.08).
-        Its heads start from the smooth details of the restored LL (``smooth_prior``): on the
-        dose sweep's 10 % confocal frames (σ_PSF ≈ 4 px) the heads' finest-level error in
-        bright regions was 17× the classical restorer's; quick preset, held-out / validation
-        → 35.47 / 29.72, those frames 40.08 → 41.61 dB. On confocal→STED it was neutral
-        (31.65 → 31.68 validation), so that model keeps the plain heads.
+        ``denoise`` frames span 1–3 000 photons: in normalised units a bright frame's noise
+        is ~0.003 and a dim one's ~0.3, and unscaled, the networks' precision floor and a loss
+        dominated by the dim frames made bright frames worse than raw. So it is noise-scaled
+        (:meth:`MSCGM._bridge_loss`): the bridge runs on the LL's difference from the degraded
+        one in units of the frame's own noise σ (s = 1 in those units, BBDM's value), the
+        heads' corrections are multiplied by σ, both see ``log10 σ``, each frame's L1 weighs
+        1/σ, and the heads see the degraded details divided by σ and are 32/24 wide
+        (held-out PSNR-affine 32.33 → 34.76). Its heads start from the smooth details of the
+        restored LL (``smooth_prior``): 34.76 → 35.47, the dose sweep's 10 % confocal frames
+        40.08 → 41.61.
+
         ``sted_denoise`` frames are all photon-starved (0.2–13 photons); noise-scaled, its
         validation SSIM fell 0.932 → 0.875, so it stays unscaled with s = 0.001: at s = 0.1
-        the bridge had to see its clean LL through bridge noise of σ ≈ 0.2 (normalised units)
-        while the LL differs from the input by ~0.01 (bridge-only probe on ``denoise``, LL
-        PSNR against the degraded 34.08 dB: s = 0.1 / 0.01 / 0.001 → 33.50 / 35.09 /
-        36.54). confocal→STED keeps s = 0.1 unscaled: its LL must change by far more than
-        the noise (deblurring; the same probe scored 26.82 dB at 0.1, 26.76 at 0.001).
+        the bridge had to see a clean LL that differs from the input by ~0.01 through bridge
+        noise of σ ≈ 0.2 (bridge-only probe on ``denoise``, LL PSNR 33.50 at s = 0.1, 36.54 at
+        0.001). confocal→STED keeps s = 0.1: its LL must change by far more than the noise.
         """
         if task == "confocal2sted":
             defaults: dict[str, object] = {
@@ -234,7 +218,9 @@ class MSCGMConfig(BaseModel):
                 "bridge_objective": "ysubx",
                 "first_hop_fraction": 0.5,
                 "head_channels": 48,
-                "finest_head_channels": 16,
+                "head_mults": (1, 2, 4),
+                "finest_head_channels": 8,
+                "ssim_weight": 0.0,
                 "ll_noise": 0.0,
                 "steps": 1,
                 "ll_blur_fraction": 0.0,
@@ -790,17 +776,27 @@ class MSCGMRestorer:
     def _restore_draw(
         self, norm: np.ndarray, steps: int | None, eta: float, generator: torch.Generator
     ) -> np.ndarray:
-        """One draw, restored at a random offset ``(dy, dx) < 2^J`` of the Haar grid.
+        """One draw, restored at a random offset ``(dy, dx) < 2^J`` of the Haar grid and in a
+        random one of the 8 flips and quarter turns of the frame, undone afterwards.
 
         The pyramid is not shift-invariant: the errors it leaves sit on its 2^J-pixel grid,
         the same in every frame. Restorations of two noise realisations then agree at those
         frequencies and their FRC reaches Nyquist whatever the true resolution; a mean over
-        offsets (Coifman–Donoho cycle spinning) averages the grid errors out instead.
+        offsets (Coifman–Donoho cycle spinning) averages the grid errors out instead. The
+        networks were trained on flipped and turned crops, so the orientations are equally
+        good draws whose errors differ: on ``confocal2sted`` validation (10 frames), the mean
+        of 4 draws gained 0.23 dB over one with offsets alone and 0.31 dB with both.
         """
         block = self.model.pyramid.multiple
-        dy, dx = torch.randint(block, (2,), generator=generator, device=self.device).tolist()
+        dy, dx, turns, flip = (
+            int(torch.randint(n, (1,), generator=generator, device=self.device))
+            for n in (block, block, 4, 2)
+        )
         shifted = np.pad(norm, ((dy, 0), (dx, 0)), mode="symmetric")
-        return self._restore_frame(shifted, steps, eta, generator)[dy:, dx:]
+        view = np.rot90(shifted[:, ::-1] if flip else shifted, turns)
+        restored = self._restore_frame(np.ascontiguousarray(view), steps, eta, generator)
+        out = np.rot90(restored, -turns)
+        return np.ascontiguousarray((out[:, ::-1] if flip else out)[dy:, dx:])
 
     def _restore_frame(
         self, norm: np.ndarray, steps: int | None, eta: float, generator: torch.Generator

@@ -64,9 +64,10 @@ def check_batch(batch: np.ndarray) -> np.ndarray:
 class Averaged:
     """A restorer that returns the mean of ``samples`` draws per frame (and their spread).
 
-    For the live pipeline and the dose sweep, which call ``restore(batch)``: MSCGM's draws
-    differ by their Haar-grid offset, so their mean trades ``samples`` × the frame time for
-    less grid error. Other attributes (``consistency``, ``config``) are the wrapped one's.
+    For the live pipeline and the dose sweep, which call ``restore(batch)``: MSCGM's
+    draws differ by their Haar-grid offset and orientation, so their mean trades
+    ``samples`` × the frame time for less grid error. Other attributes (``consistency``,
+    ``config``) are the wrapped one's.
     """
 
     def __init__(self, restorer: Restorer, samples: int) -> None:
