@@ -794,9 +794,8 @@ class MSCGMRestorer:
         )
         shifted = np.pad(norm, ((dy, 0), (dx, 0)), mode="symmetric")
         view = np.rot90(shifted[:, ::-1] if flip else shifted, turns)
-        restored = self._restore_frame(np.ascontiguousarray(view), steps, eta, generator)
-        out = np.rot90(restored, -turns)
-        return np.ascontiguousarray((out[:, ::-1] if flip else out)[dy:, dx:])
+        out = np.rot90(self._restore_frame(view, steps, eta, generator), -turns)
+        return (out[:, ::-1] if flip else out)[dy:, dx:]
 
     def _restore_frame(
         self, norm: np.ndarray, steps: int | None, eta: float, generator: torch.Generator
