@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from live_restore.adapt import MAX_DEFECTIVE_FRAMES, adapt, adapt_preset
+import live_restore.adapt as adapt_module
+from live_restore.adapt import MAX_DEFECTIVE_FRAMES, adapt, adapt_preset, pair_psnr
 from live_restore.cingan import CINGAN, CINGANConfig
 from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
 from live_restore.restorer import get_restorer
@@ -51,6 +52,10 @@ BAD_INPUTS = [
     ("too small", {"clean_frames": np.ones((2, 16, 16))}, "need at least 32×32"),
     ("mismatched pairs", {"pairs": (np.ones((1, 32, 32)), np.ones((2, 32, 32)))},
      "differ in shape"),
+    ("mismatched check", {"check": (np.ones((1, 32, 32)), np.ones((1, 40, 32)))},
+     "check degraded and target stacks differ in shape"),
+    ("NaN check", {"check": (np.full((1, 32, 32), np.nan), np.ones((1, 32, 32)))},
+     r"check degraded frame\(s\) \[0\] contain NaN"),
 ]
 
 
@@ -71,10 +76,12 @@ def test_default_cingan_refuses_a_simulator_defect_name(base, tmp_path):
 def test_adapted_model_round_trips_and_records_provenance(base, gan, tmp_path, caplog):
     stages: set[str] = set()
     defective = _stack(MAX_DEFECTIVE_FRAMES + 1, 0)
+    check = (_stack(2, 5, 40), _stack(2, 6, 40))
     with caplog.at_level(logging.WARNING, logger="live_restore.adapt"):
         path = adapt(
             base, "camera", defective, _stack(2, 1, 64), pairs=(_stack(1, 2), _stack(1, 3)),
-            out=tmp_path / "adapted", preset="tiny", cingan=gan, cingan_out=tmp_path / "gan",
+            out=tmp_path / "adapted", check=check, preset="tiny", cingan=gan,
+            cingan_out=tmp_path / "gan",
             progress=lambda stage, step, total: stages.add(stage),
         )
     assert "11 defective frames" in caplog.text
@@ -94,6 +101,8 @@ def test_adapted_model_round_trips_and_records_provenance(base, gan, tmp_path, c
     for key, value in loaded.model.state_dict().items():
         if not key.startswith("discriminators."):
             assert torch.equal(value, MSCGMRestorer.load(path).model.state_dict()[key])
+    assert info["check"] == {"n": 2, "base_psnr": pytest.approx(pair_psnr(base, *check)),
+                             "adapted_psnr": pytest.approx(pair_psnr(loaded, *check))}
     out = loaded.restore(_stack(1, 4), seed=0).mean
     assert out.shape == (1, 32, 32) and np.isfinite(out).all()
     assert CINGAN.load(tmp_path / "gan").defects == ["denoise", "haze", "camera"]
@@ -106,3 +115,15 @@ def test_pretrains_a_cingan_when_none_is_given(base, tmp_path):
                  progress=lambda stage, step, total: stages.add(stage))
     assert stages == {"pretrain", "defect", "finetune"}
     assert "stripes" in json.loads(path.read_text())["adaptation"]["cingan"]["defects"]
+
+
+def test_check_pairs_warn_when_the_adapted_model_scores_below_its_base(
+    base, gan, tmp_path, caplog, monkeypatch
+):
+    monkeypatch.setattr(adapt_module, "pair_psnr", lambda r, d, t: 30.0 if r is base else 29.0)
+    with caplog.at_level(logging.WARNING, logger="live_restore.adapt"):
+        path = adapt(base, "camera", _stack(1, 0), _stack(1, 1), out=tmp_path / "a",
+                     check=(_stack(1, 2), _stack(1, 3)), preset="tiny", cingan=gan)
+    assert "scores below its base on the 1 check pair(s): 29.00 vs 30.00 dB" in caplog.text
+    assert json.loads(path.read_text())["adaptation"]["check"] == {
+        "n": 1, "base_psnr": 30.0, "adapted_psnr": 29.0}

@@ -216,13 +216,18 @@ def test_adapt_tiny_writes_an_adapted_model_and_refuses_a_known_defect(tmp_path)
     clean, _, _ = sim.make_pairs("sted_denoise", 4, seed=6, size=64)
     tifffile.imwrite(tmp_path / "defective.tif", defective, photometric="minisblack")
     tifffile.imwrite(tmp_path / "clean.tif", clean, photometric="minisblack")
+    sim.write_dataset("stripes", 2, tmp_path / "check", seed=7, size=48)
     args = ["adapt", "--defect", "my-stripes", "--defective", str(tmp_path / "defective.tif"),
             "--clean", str(tmp_path / "clean.tif"), "--base", str(tmp_path / "base.json"),
             "--preset", "tiny", "--out", str(tmp_path / "adapted")]
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, [*args, "--check", str(tmp_path / "check")])
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "adapted.json").read_text())
     assert meta["adaptation"]["defect"] == "my-stripes"
+    scores = meta["adaptation"]["check"]
+    assert scores["n"] == 2
+    assert f"adapted {scores['adapted_psnr']:.2f} dB, base {scores['base_psnr']:.2f} dB" in (
+        result.output)
     assert meta["adaptation"]["defective_frames"]["n"] == 3
     taken = runner.invoke(app, [args[0], "--defect", "stripes", *args[3:]])
     assert taken.exit_code == 1 and "stripes" in taken.output

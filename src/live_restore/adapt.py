@@ -13,7 +13,11 @@ for them, plus a library of clean (high-dose) frames — their own, or the simul
    ``alpha``: ``n_fake = n_real · (1/alpha − 1)``);
 4. fine-tunes a copy of the base restorer with :func:`live_restore.training.train` and writes a
    new model whose JSON records what it was adapted from: the base model's name and checksum,
-   the defect, a checksum of the frames used and every setting.
+   the defect, a checksum of the frames used and every setting;
+5. if the user has a few held-out real pairs (never trained on), restores them with the base
+   and the adapted model and records both PSNRs (:func:`pair_psnr`), warning when adaptation
+   made things worse: it can (a learned row may even invert a defect, see the README), and
+   without this check only the user's eye would notice.
 
 Swapping models in a live session is a new :class:`~live_restore.acquisition.LiveRestorer`
 (or ``run_acquisition``) with the adapted restorer: the store records per frame which model
@@ -34,6 +38,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from live_restore import metrics
 from live_restore.cingan import (
     CINGAN,
     DEFAULT_DEFECTS,
@@ -55,6 +60,7 @@ __all__ = [
     "fine_tune",
     "learn_defect",
     "load_base",
+    "pair_psnr",
     "real_pairs",
     "synthetic_pairs",
     "training_set",
@@ -223,6 +229,24 @@ def _normalised_pair(
 
 
 @torch.no_grad()
+def pair_psnr(restorer: MSCGMRestorer, degraded: np.ndarray, target: np.ndarray) -> float:
+    """Mean :func:`live_restore.metrics.psnr` (percentile-normalised, affine fit) of one
+    seeded restoration of each ``(N, Y, X)`` degraded frame against its target."""
+    restored = restorer.restore(degraded, seed=0).mean
+    return float(np.mean([metrics.psnr(r, t) for r, t in zip(restored, target, strict=True)]))
+
+
+def _held_out(pairs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    degraded, target = _frames(pairs[0], "check degraded"), _frames(pairs[1], "check target")
+    if degraded.shape != target.shape:
+        raise ValueError(
+            f"check degraded and target stacks differ in shape: {degraded.shape} and "
+            f"{target.shape}"
+        )
+    return degraded, target
+
+
+@torch.no_grad()
 def synthetic_pairs(
     base: MSCGMRestorer,
     gan: CINGAN,
@@ -343,6 +367,7 @@ def adapt(
     pairs: tuple[np.ndarray, np.ndarray] | None = None,
     *,
     out: Path,
+    check: tuple[np.ndarray, np.ndarray] | None = None,
     preset: str | AdaptConfig = "default",
     cingan: CINGAN | Path | str | None = None,
     cingan_out: Path | None = None,
@@ -368,6 +393,10 @@ def adapt(
         ``real_fraction``.
     out
         Stem of the adapted model files.
+    check
+        Optional held-out real ``(degraded, target)`` stacks of one shape, any frame size,
+        used only to score the base and the adapted model (recorded as ``check`` in the
+        JSON; a warning is logged if the adapted model scores lower).
     preset
         ``"tiny"``, ``"default"`` (≤ 20 min on a 2-core CPU) or an :class:`AdaptConfig`.
     cingan
@@ -385,7 +414,7 @@ def adapt(
 
     Returns the path of ``out.json``. Raises ``ValueError`` for no frames, frames of mixed
     sizes or with NaN, frames too small for the preset, a defect name the CIN-GAN already
-    has, or mismatched pairs.
+    has, or mismatched pairs or check pairs.
     """
     config = adapt_preset(preset) if isinstance(preset, str) else preset
     defective = _frames(defective_frames, "defective")
@@ -404,6 +433,7 @@ def adapt(
             f"{multiple} (the base model's) and at most tile {config.tile}"
         )
     real = None if pairs is None else real_pairs(base, pairs[0], pairs[1], config.tile)
+    held_out = None if check is None else _held_out(check)
 
     def stage(name: str) -> Callable[[int, int, dict[str, float]], None] | None:
         if progress is None:
@@ -432,6 +462,16 @@ def adapt(
     cingan_path = None
     if cingan_out is not None:
         cingan_path = gan.save(cingan_out, {"added": defect, "seed": seed})
+    scores = None
+    if held_out is not None:
+        scores = {"n": len(held_out[0]), "base_psnr": pair_psnr(base, *held_out),
+                  "adapted_psnr": pair_psnr(restorer, *held_out)}
+        if scores["adapted_psnr"] < scores["base_psnr"]:
+            logger.warning(
+                "the adapted model scores below its base on the %d check pair(s): %.2f vs "
+                "%.2f dB PSNR; keep using the base for this defect",
+                scores["n"], scores["adapted_psnr"], scores["base_psnr"],
+            )
     adaptation = {
         "base_model": {"name": base.name, "checksum": base.version, "task": base.config.task},
         "defect": defect,
@@ -440,6 +480,7 @@ def adapt(
         "clean_frames": {"n": len(clean), "shape": list(clean.shape[1:]),
                          "checksum": _digest(clean)},
         "real_pairs": 0 if real is None else len(real[0]),
+        "check": scores,
         "training_tiles": {"synthetic": len(synthetic[0]), "total": len(data)},
         "cingan": {"defects": gan.defects, "file": str(cingan_path) if cingan_path else None},
         "seed": seed,

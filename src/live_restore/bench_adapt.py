@@ -52,6 +52,7 @@ from live_restore.adapt import (
     fine_tune,
     learn_defect,
     load_base,
+    pair_psnr,
     real_pairs,
     synthetic_pairs,
     training_set,
@@ -126,11 +127,6 @@ def _clean_frames(defect: str, n: int, seed: int, size: int, draws: int) -> np.n
     return np.mean([sim.make_pairs(defect, n, seed, size, r)[1] for r in range(draws)], axis=0)
 
 
-def _psnr(restorer: MSCGMRestorer, degraded: np.ndarray, target: np.ndarray) -> float:
-    restored = restorer.restore(degraded, seed=0).mean
-    return float(np.mean([metrics.psnr(r, t) for r, t in zip(restored, target, strict=True)]))
-
-
 def _pretrain(defects: Sequence[str], config: AdaptBenchConfig, seed: int) -> CINGAN:
     others = tuple(d for d in DEFAULT_DEFECTS if d not in defects)
     if not others:
@@ -163,7 +159,7 @@ def _bench_defect(
         say(f"{defect}: fine-tuning {label}")
         t0 = time.perf_counter()
         restorer = fine_tune(base, data, cfg, seed=seed)
-        return _psnr(restorer, test_d, test_t), time.perf_counter() - t0
+        return pair_psnr(restorer, test_d, test_t), time.perf_counter() - t0
 
     say(f"{defect}: learning the CIN row from {len(defective)} unpaired frames")
     t0 = time.perf_counter()
@@ -177,7 +173,7 @@ def _bench_defect(
     pairs10_cingan, _ = tuned(
         training_set(cfg, synthetic, few), f"{config.few_pairs} pairs + CIN-GAN pairs"
     )
-    base_psnr = _psnr(base, test_d, test_t)
+    base_psnr = pair_psnr(base, test_d, test_t)
     clean_n = [normalise_frame(t, gan.config.pmin, gan.config.pmax)[0] for t in test_t]
     gap = oracle - base_psnr
     raw = float(np.mean([metrics.psnr(d, t) for d, t in zip(test_d, test_t, strict=True)]))
@@ -294,7 +290,7 @@ def bench_gan_sharing(
         test_d = sim.make_pairs(task, config.test_frames, TEST_SEED, size)[0]
         test_t = _clean_frames(task, config.test_frames, TEST_SEED, size, config.reference_draws)
         clean = _clean_frames(task, config.clean_frames, seed + 2, size, config.reference_draws)
-        results[task] = {"base_psnr": _psnr(base, test_d, test_t)}
+        results[task] = {"base_psnr": pair_psnr(base, test_d, test_t)}
         synthetic = {
             kind: synthetic_pairs(base, gan, task, clean, cfg, seed) for kind, gan in gans.items()
         }
@@ -304,7 +300,7 @@ def bench_gan_sharing(
             for kind, pairs in synthetic.items():
                 say(f"{task}: {n} pairs + {kind} CIN-GAN pairs")
                 data = training_set(cfg, pairs, real)
-                row[kind] = _psnr(fine_tune(base, data, cfg, seed=seed), test_d, test_t)
+                row[kind] = pair_psnr(fine_tune(base, data, cfg, seed=seed), test_d, test_t)
             results[task][str(n)] = row
     return {
         "tasks": results,

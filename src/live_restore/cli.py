@@ -260,6 +260,9 @@ def adapt(
     out: Annotated[Path, typer.Option(help="model stem: writes OUT.safetensors + OUT.json")],
     pairs: Annotated[Path | None, typer.Option(
         help="folder with real degraded.tif + target.tif pairs (as `simulate` writes)")] = None,
+    check: Annotated[Path | None, typer.Option(
+        help="folder with held-out degraded.tif + target.tif pairs, only to score base vs "
+             "adapted")] = None,
     base: Annotated[str, typer.Option(help="MSCGM model to adapt (name or NAME.json)")] = "denoise",
     cingan: Annotated[Path | None, typer.Option(
         help="pre-trained CIN-GAN (NAME.json); default: pre-train one on the simulator")] = None,
@@ -281,9 +284,11 @@ def adapt(
     try:
         config = adapt_preset(preset)
         restorer = load_base(base)
-        real = None
+        real, held_out = None, None
         if pairs is not None:
             real = (frames(pairs / "degraded.tif"), frames(pairs / "target.tif"))
+        if check is not None:
+            held_out = (frames(check / "degraded.tif"), frames(check / "target.tif"))
         stages = {"pretrain": config.pretrain.steps, "defect": config.new_defect.steps,
                   "finetune": config.finetune.steps}
         if cingan is not None:
@@ -292,12 +297,19 @@ def adapt(
             bars = {name: progress.add_task(name, total=total) for name, total in stages.items()}
             path = run_adapt(
                 restorer, defect, frames(defective), frames(clean), real, out=out,
-                preset=config, cingan=cingan, cingan_out=cingan_out, seed=seed,
+                check=held_out, preset=config, cingan=cingan, cingan_out=cingan_out, seed=seed,
                 progress=lambda stage, step, total: progress.update(bars[stage], completed=step),
             )
     except (ValueError, TypeError, OSError) as exc:
         raise _fail(exc) from exc
     console.print(f"wrote {path}")
+    scores = json.loads(path.read_text())["adaptation"]["check"]
+    if scores is not None:
+        worse = scores["adapted_psnr"] < scores["base_psnr"]
+        console.print(
+            f"{'[yellow]worse than the base[/] ' if worse else ''}on {scores['n']} check "
+            f"pair(s): adapted {scores['adapted_psnr']:.2f} dB, base {scores['base_psnr']:.2f} dB"
+        )
 
 
 @app.command("dose-sweep")
