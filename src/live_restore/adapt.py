@@ -228,7 +228,6 @@ def _normalised_pair(
     return d, match_target(d, t, cfg)
 
 
-@torch.no_grad()
 def pair_psnr(restorer: MSCGMRestorer, degraded: np.ndarray, target: np.ndarray) -> float:
     """Mean :func:`live_restore.metrics.psnr` (percentile-normalised, affine fit) of one
     seeded restoration of each ``(N, Y, X)`` degraded frame against its target."""
