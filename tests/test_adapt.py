@@ -10,7 +10,15 @@ import pytest
 import torch
 
 import live_restore.adapt as adapt_module
-from live_restore.adapt import MAX_DEFECTIVE_FRAMES, adapt, adapt_preset, pair_psnr
+from live_restore.adapt import (
+    MAX_DEFECTIVE_FRAMES,
+    adapt,
+    adapt_preset,
+    fine_tune,
+    pair_psnr,
+    real_pairs,
+    training_set,
+)
 from live_restore.cingan import CINGAN, CINGANConfig
 from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
 from live_restore.restorer import get_restorer
@@ -94,6 +102,7 @@ def test_adapted_model_round_trips_and_records_provenance(base, gan, tmp_path, c
     assert info["defective_frames"]["n"] == 11 and info["real_pairs"] == 1
     assert info["training_tiles"]["total"] > info["training_tiles"]["synthetic"] == 8
     assert info["settings"] == adapt_preset("tiny").model_dump(mode="json")
+    assert info["fine_tuned"] == "all"  # real pairs mixed in: every weight
     loaded = MSCGMRestorer.load(path, device="cpu")
     assert loaded.version == meta["weights_checksum"] != base.version
     assert loaded.config.preset == "adapt-tiny"
@@ -127,3 +136,22 @@ def test_check_pairs_warn_when_the_adapted_model_scores_below_its_base(
     assert "scores below its base on the 1 check pair(s): 29.00 vs 30.00 dB" in caplog.text
     assert json.loads(path.read_text())["adaptation"]["check"] == {
         "n": 1, "base_psnr": 30.0, "adapted_psnr": 29.0}
+
+
+@pytest.mark.parametrize(
+    ("scope", "synthetic_only", "bridge_trained"),
+    [("auto", True, False), ("auto", False, True), ("all", True, True), ("heads", False, False)],
+)
+def test_fine_tune_scope_decides_whether_the_bridge_is_trained(
+    base, scope, synthetic_only, bridge_trained
+):
+    config = adapt_preset("tiny", scope=scope)
+    data = training_set(config, real=real_pairs(base, _stack(2, 0), _stack(2, 1), config.tile))
+    tuned = fine_tune(base, data, config, synthetic_only=synthetic_only)
+    before, after = base.model.state_dict(), tuned.model.state_dict()
+
+    def changed(prefix: str) -> bool:
+        return any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix))
+
+    assert changed("denoiser.") is bridge_trained
+    assert changed("heads.")

@@ -190,19 +190,31 @@ def test_dose_sweep_cli_writes_report_and_refuses_bad_doses(tmp_path):
     assert bad.exit_code == 1 and "-5" in bad.output
 
 
-@pytest.mark.parametrize(("flag", "result"), [
-    ([], {"defects": {}, "targets_check": {"haze": {"adapted_closes_70pct_of_gap": False}}}),
-    (["--gan-sharing"], {"tasks": {"denoise": {}}}),
+@pytest.mark.parametrize(("flag", "result", "scope"), [
+    ([], {"defects": {}, "targets_check": {"haze": {"adapted_closes_70pct_of_gap": False}}},
+     "auto"),
+    (["--gan-sharing", "--scope", "heads"], {"tasks": {"denoise": {}}}, "heads"),
 ])
-def test_bench_adapt_writes_its_json_and_prints_the_summary(monkeypatch, tmp_path, flag, result):
+def test_bench_adapt_writes_its_json_and_prints_the_summary(
+    monkeypatch, tmp_path, flag, result, scope
+):
     import live_restore.bench_adapt as bench_adapt
 
-    monkeypatch.setattr(bench_adapt, "bench_adapt", lambda *a, **k: result)
-    monkeypatch.setattr(bench_adapt, "bench_gan_sharing", lambda *a, **k: result)
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        return result
+
+    monkeypatch.setattr(bench_adapt, "bench_adapt", fake)
+    monkeypatch.setattr(bench_adapt, "bench_gan_sharing", fake)
     out = tmp_path / "a.json"
     run = runner.invoke(app, ["bench", "adapt", "--json", str(out), *flag])
     assert run.exit_code == 0, run.output
     assert json.loads(out.read_text()) == result
+    assert seen["config"].adapt.scope == scope
+    bad = runner.invoke(app, ["bench", "adapt", "--json", str(out), "--scope", "bridge"])
+    assert bad.exit_code == 1 and "scope" in bad.output
 
 
 def test_adapt_tiny_writes_an_adapted_model_and_refuses_a_known_defect(tmp_path):

@@ -447,18 +447,31 @@ def bench_adapt_cmd(
         help="repeatable; default haze, stripes, detector")] = None,
     base: Annotated[str, typer.Option(help="MSCGM model to adapt")] = "denoise",
     seed: Annotated[int, typer.Option(help="seed for every training draw")] = 0,
+    scope: Annotated[str, typer.Option(
+        help="weights fine-tuned: auto (heads on CIN-GAN pairs alone, all with true pairs) | "
+             "all | heads")] = "auto",
     gan_sharing: Annotated[bool, typer.Option(
         help="instead: one shared CIN-GAN vs one GAN per task, 10 and 50 true pairs, on "
              "denoise and confocal2sted (seed 002's comparison)")] = False,
 ) -> None:
     """Base vs CIN-GAN-adapted vs oracle vs 10-pair restorers on defects the base never saw."""
-    from live_restore.bench_adapt import DEFECTS, bench_adapt, bench_gan_sharing
+    from live_restore.adapt import AdaptConfig
+    from live_restore.bench_adapt import (
+        BENCH_ADAPT_PRESETS,
+        DEFECTS,
+        bench_adapt,
+        bench_gan_sharing,
+    )
 
     try:
+        config = BENCH_ADAPT_PRESETS["quick" if gan_sharing or quick else "full"]
+        adapt_config = AdaptConfig.model_validate(config.adapt.model_dump() | {"scope": scope})
+        config = config.model_copy(update={"adapt": adapt_config})
         if gan_sharing:
-            result = bench_gan_sharing(seed=seed, say=lambda msg: console.print(msg))
+            result = bench_gan_sharing(config=config, seed=seed,
+                                       say=lambda msg: console.print(msg))
         else:
-            result = bench_adapt(tuple(defect or DEFECTS), base, quick, seed=seed,
+            result = bench_adapt(tuple(defect or DEFECTS), base, quick, config=config, seed=seed,
                                  say=lambda msg: console.print(msg))
     except ValueError as exc:
         raise _fail(exc) from exc
