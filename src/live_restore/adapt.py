@@ -182,6 +182,19 @@ def _frames(frames: np.ndarray | Sequence[np.ndarray], what: str) -> np.ndarray:
     return stack
 
 
+def _pair_frames(
+    degraded: np.ndarray, target: np.ndarray, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two stacks of the same pairs, each checked by :func:`_frames`, of one shape."""
+    degraded, target = _frames(degraded, f"{what} degraded"), _frames(target, f"{what} target")
+    if degraded.shape != target.shape:
+        raise ValueError(
+            f"{what} degraded and target stacks differ in shape: {degraded.shape} and "
+            f"{target.shape}"
+        )
+    return degraded, target
+
+
 def _check_size(stack: np.ndarray, side: int, what: str) -> None:
     if min(stack.shape[1:]) < side:
         raise ValueError(
@@ -238,16 +251,6 @@ def pair_psnr(restorer: MSCGMRestorer, degraded: np.ndarray, target: np.ndarray)
     return float(np.mean([metrics.psnr(r, t) for r, t in zip(restored, target, strict=True)]))
 
 
-def _held_out(pairs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    degraded, target = _frames(pairs[0], "check degraded"), _frames(pairs[1], "check target")
-    if degraded.shape != target.shape:
-        raise ValueError(
-            f"check degraded and target stacks differ in shape: {degraded.shape} and "
-            f"{target.shape}"
-        )
-    return degraded, target
-
-
 @torch.no_grad()
 def synthetic_pairs(
     base: MSCGMRestorer,
@@ -276,12 +279,7 @@ def real_pairs(
     base: MSCGMRestorer, degraded: np.ndarray, target: np.ndarray, tile: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Real ``(N, Y, X)`` pair stacks (camera units) → normalised ``tile``² training tiles."""
-    real_d, real_t = _frames(degraded, "paired degraded"), _frames(target, "paired target")
-    if real_d.shape != real_t.shape:
-        raise ValueError(
-            f"paired degraded and target stacks differ in shape: {real_d.shape} and "
-            f"{real_t.shape}"
-        )
+    real_d, real_t = _pair_frames(degraded, target, "paired")
     _check_size(real_d, tile, "paired")
     normalised = [_normalised_pair(d, t, base) for d, t in zip(real_d, real_t, strict=True)]
     return (
@@ -452,7 +450,7 @@ def adapt(
             f"{multiple} (the base model's) and at most tile {config.tile}"
         )
     real = None if pairs is None else real_pairs(base, pairs[0], pairs[1], config.tile)
-    held_out = None if check is None else _held_out(check)
+    held_out = None if check is None else _pair_frames(*check, "check")
 
     def stage(name: str) -> Callable[[int, int, dict[str, float]], None] | None:
         if progress is None:
