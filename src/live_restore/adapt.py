@@ -45,6 +45,7 @@ from live_restore.cingan import (
     GANTrainConfig,
     fit_cingan,
     normalise_frames,
+    out_of_focus,
     pretrain_cingan,
 )
 from live_restore.mscgm import MSCGMRestorer, match_target, normalise_frame
@@ -123,7 +124,11 @@ ADAPT_PRESETS: dict[str, AdaptConfig] = {
         pretrain=GANTrainConfig(steps=1400, batch_size=4, patch_size=64, n_critic=2),
         pretrain_pairs=8,
         pretrain_size=128,
-        new_defect=GANTrainConfig(steps=600, batch_size=4, patch_size=64, n_critic=2),
+        # A new row's heads start from the mean of the others and may need to move ~4 log
+        # units (a row-gain sd from 0.001 to 0.05): at 20× the lr they had not in 200 steps.
+        new_defect=GANTrainConfig(
+            steps=600, batch_size=4, patch_size=64, n_critic=2, head_lr_mult=50.0
+        ),
         tile=128,
         draws_per_tile=4,
         finetune=TrainConfig(
@@ -215,12 +220,13 @@ def _digest(*stacks: np.ndarray) -> str:
 
 
 def _tiles(stack: np.ndarray, side: int) -> np.ndarray:
-    """Non-overlapping ``side``² tiles of every frame (frames must be at least ``side``)."""
+    """Non-overlapping ``side``² tiles of every frame of a ``(N, ..., Y, X)`` stack (frames
+    must be at least ``side``) → ``(M, ..., side, side)``."""
     tiles = [
-        f[top : top + side, left : left + side]
+        f[..., top : top + side, left : left + side]
         for f in stack
-        for top in range(0, f.shape[0] - side + 1, side)
-        for left in range(0, f.shape[1] - side + 1, side)
+        for top in range(0, f.shape[-2] - side + 1, side)
+        for left in range(0, f.shape[-1] - side + 1, side)
     ]
     return np.stack(tiles)
 
@@ -263,13 +269,15 @@ def synthetic_pairs(
     """``draws_per_tile`` CIN-GAN degradations (row ``defect``) of every ``tile``² tile of the
     clean ``(N, Y, X)`` frames, as training pairs normalised for ``base``."""
     generator = torch.Generator().manual_seed(seed)
-    tiles = _tiles(clean, config.tile)
+    frames = normalise_frames(clean, gan.config.pmin, gan.config.pmax)
+    # Out-of-focus light reaches a tile from the whole frame: blur frames, then tile.
+    stacks = _tiles(np.stack([out_of_focus(f) for f in frames]), config.tile)
     draws = config.draws_per_tile
     degraded, target = [], []
-    for tile in normalise_frames(tiles, gan.config.pmin, gan.config.pmax):
-        x = torch.from_numpy(tile)[None, None].expand(draws, 1, *tile.shape)
+    for stack in stacks:
+        x = torch.from_numpy(stack)[None].expand(draws, *stack.shape)
         for fake in gan.synthesise(x.contiguous(), defect, generator)[:, 0].numpy():
-            d, t = _normalised_pair(fake, tile, base)
+            d, t = _normalised_pair(fake, stack[0], base)
             degraded.append(d)
             target.append(t)
     return np.stack(degraded), np.stack(target)
