@@ -105,11 +105,14 @@ def _rows(count: int, width: int, value: float) -> nn.ParameterList:
     return nn.ParameterList(nn.Parameter(torch.full((width,), value)) for _ in range(count))
 
 
-def _append_mean_row(rows: nn.ParameterList) -> None:
-    """Append a row equal to the mean of the existing ones (a neutral start for a new defect)."""
-    with torch.no_grad():
-        mean = torch.stack(tuple(rows)).mean(0)
-    rows.append(nn.Parameter(mean.clone()))
+def _append_mean_rows(*tables: nn.ParameterList) -> list[nn.Parameter]:
+    """Append to each table a row equal to the mean of its rows (a neutral start for a new
+    defect); return the new rows."""
+    for rows in tables:
+        with torch.no_grad():
+            mean = torch.stack(tuple(rows)).mean(0)
+        rows.append(nn.Parameter(mean.clone()))
+    return [rows[-1] for rows in tables]
 
 
 def _select(rows: nn.ParameterList, defect: Tensor) -> Tensor:
@@ -134,9 +137,7 @@ class ConditionalInstanceNorm2d(nn.Module):
 
     def add_row(self) -> list[nn.Parameter]:
         """Append a row (mean of the existing rows); return its new parameters."""
-        _append_mean_row(self.gamma)
-        _append_mean_row(self.beta)
-        return [self.gamma[-1], self.beta[-1]]
+        return _append_mean_rows(self.gamma, self.beta)
 
     def forward(self, x: Tensor, defect: Tensor) -> Tensor:
         """``x`` ``(B, C, H, W)`` float, ``defect`` ``(B,)`` long → ``(B, C, H, W)``."""
@@ -187,9 +188,7 @@ class PoissonGaussianHead(nn.Module):
 
     def add_row(self) -> list[nn.Parameter]:
         """Append a row (mean of the existing rows); return its new parameters."""
-        _append_mean_row(self.log_gain)
-        _append_mean_row(self.log_floor)
-        return [self.log_gain[-1], self.log_floor[-1]]
+        return _append_mean_rows(self.log_gain, self.log_floor)
 
     def variance(self, mu: Tensor, defect: Tensor) -> Tensor:
         """Per-pixel noise variance ``(B, 1, H, W)`` of the expected image ``mu``."""
@@ -223,9 +222,7 @@ class LineJitterHead(nn.Module):
 
     def add_row(self) -> list[nn.Parameter]:
         """Append a row (mean of the existing rows); return its new parameters."""
-        _append_mean_row(self.log_row_sd)
-        _append_mean_row(self.log_column_sd)
-        return [self.log_row_sd[-1], self.log_column_sd[-1]]
+        return _append_mean_rows(self.log_row_sd, self.log_column_sd)
 
     def forward(
         self, mu: Tensor, defect: Tensor, generator: torch.Generator | None = None
@@ -274,8 +271,7 @@ class OutOfFocusHead(nn.Module):
 
     def add_row(self) -> list[nn.Parameter]:
         """Append a row (mean of the existing rows); return its new parameter."""
-        _append_mean_row(self.log_coeff)
-        return [self.log_coeff[-1]]
+        return _append_mean_rows(self.log_coeff)
 
     def forward(self, blurred: Tensor, defect: Tensor) -> Tensor:
         """Out-of-focus light ``(B, 1, H, W)`` from the clean frames' blurs ``(B, K, H, W)``."""
@@ -385,7 +381,7 @@ class WGANCritic(nn.Module):
 
     def add_row(self) -> None:
         """Append an embedding row for a new defect (mean of the others)."""
-        _append_mean_row(self.embed)
+        _append_mean_rows(self.embed)
 
     def forward(self, x: Tensor, defect: Tensor) -> Tensor:
         """``x`` ``(B, 1, H, W)`` standardised patches, ``defect`` ``(B,)`` long → ``(B,)``."""
