@@ -342,9 +342,11 @@ def fine_tune_scope(config: AdaptConfig, synthetic_only: bool) -> Literal["all",
     """The weights fine-tuning trains: ``config.scope``, with ``"auto"`` resolved to the heads
     when every pair is synthetic and to all weights when real pairs are mixed in.
 
-    Measured on ``bench adapt --quick`` (README): on CIN-GAN pairs alone, freezing the bridge
-    keeps the base's low frequencies, which a learned row can get wrong (haze: all weights
-    30.20 dB, heads 31.62, base 31.53), and scores higher on average over the three defects;
+    Measured on ``bench adapt --quick`` with the previous CIN-GAN, before its physical heads
+    (README): on CIN-GAN pairs alone, freezing the bridge keeps the base's low frequencies,
+    which a learned row can get wrong (haze: all weights 30.20 dB, heads 31.62, base 31.53;
+    this version's rows, all weights: 31.44–31.69), and scores higher on average over the
+    three defects;
     with real pairs, training every weight is better (the 1 000-pair oracle, mean of the three
     defects: 34.06 against 33.67 dB).
     """
