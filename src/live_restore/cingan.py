@@ -472,9 +472,8 @@ def _background(x: Tensor) -> Tensor:
     """The smooth floor of ``(B, 1, H, W)`` patches, each mapped to [0, 1] by its own 0.2/99.8
     percentiles: the local minimum over 17 px of the lightly blurred patch (beneath any
     filament or bead), smoothed at σ 8 px — a rolling-ball background, differentiable."""
-    flat = x.flatten(1)
-    lo = torch.quantile(flat, 0.002, dim=1)[:, None, None, None]
-    hi = torch.quantile(flat, 0.998, dim=1)[:, None, None, None]
+    bounds = torch.tensor([0.002, 0.998], device=x.device, dtype=x.dtype)
+    lo, hi = torch.quantile(x.flatten(1), bounds, dim=1)[:, :, None, None, None]
     floor = -F.max_pool2d(-_gaussian_blur((x - lo) / (hi - lo + 1e-6), 2.0), 17, 1, 8)
     return _gaussian_blur(floor, 8.0)
 
