@@ -346,9 +346,8 @@ def fine_tune_scope(config: AdaptConfig, synthetic_only: bool) -> Literal["all",
     (README): on CIN-GAN pairs alone, freezing the bridge keeps the base's low frequencies,
     which a learned row can get wrong (haze: all weights 30.20 dB, heads 31.62, base 31.53;
     this version's rows, all weights: 31.44–31.69), and scores higher on average over the
-    three defects;
-    with real pairs, training every weight is better (the 1 000-pair oracle, mean of the three
-    defects: 34.06 against 33.67 dB).
+    three defects; with real pairs, training every weight is better (the 1 000-pair oracle,
+    mean of the three defects: 34.06 against 33.67 dB).
     """
     if config.scope != "auto":
         return config.scope

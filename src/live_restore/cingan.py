@@ -845,7 +845,7 @@ def fit_cingan(
         opt_g.zero_grad(set_to_none=True)
         # The heads (a handful of global numbers per defect) follow the content and style
         # terms only: the critic's gradient on them, 10–50× the statistics', drove a new
-        # haze row's out-of-focus light to zero against every statistic (README).
+        # haze row's out-of-focus light to zero, where the style loss preferred some (README).
         matched = gparts["loss"] - model.config.adv_weight * gparts["adv"]
         head_grads = (
             torch.autograd.grad(matched, head_params, retain_graph=True, allow_unused=True)
