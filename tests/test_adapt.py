@@ -139,15 +139,21 @@ def test_check_pairs_warn_when_the_adapted_model_scores_below_its_base(
 
 
 @pytest.mark.parametrize(
-    ("scope", "synthetic_only", "bridge_trained"),
-    [("auto", True, False), ("auto", False, True), ("all", True, True), ("heads", False, False)],
+    ("scope", "synthetic_only", "hazy", "bridge_trained"),
+    [
+        ("auto", True, False, False),
+        ("auto", True, True, True),
+        ("auto", False, False, True),
+        ("all", True, False, True),
+        ("heads", False, True, False),
+    ],
 )
 def test_fine_tune_scope_decides_whether_the_bridge_is_trained(
-    base, scope, synthetic_only, bridge_trained
+    base, scope, synthetic_only, hazy, bridge_trained
 ):
     config = adapt_preset("tiny", scope=scope)
     data = training_set(config, real=real_pairs(base, _stack(2, 0), _stack(2, 1), config.tile))
-    tuned = fine_tune(base, data, config, synthetic_only=synthetic_only)
+    tuned = fine_tune(base, data, config, synthetic_only=synthetic_only, out_of_focus_light=hazy)
     before, after = base.model.state_dict(), tuned.model.state_dict()
 
     def changed(prefix: str) -> bool:

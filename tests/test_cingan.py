@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.ndimage
 import torch
 
 from live_restore.cingan import (
@@ -12,7 +13,9 @@ from live_restore.cingan import (
     CINGANConfig,
     GANTrainConfig,
     _crops,
+    calibrate_row,
     fit_cingan,
+    floor_slope,
     gradient_penalty,
     normalise_frames,
     out_of_focus,
@@ -255,3 +258,51 @@ def test_the_heads_are_fitted_by_the_statistics_not_the_critic():
     fit_cingan(model, frames, {"haze": _frames(2, 7)}, TINY_FIT)
     assert all(torch.equal(h, p.detach())
                for h, p in zip(heads, model.generator.haze.parameters(), strict=True))
+
+
+def _specimen(n: int, seed: int, size: int = 64) -> list[np.ndarray]:
+    """Normalised frames of sparse, slightly blurred beads clustered on one side (so the
+    structure's density varies at the scale of out-of-focus light)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n):
+        f = np.zeros((size, size), np.float32)
+        y, x = rng.integers(0, size, 40), rng.integers(0, size // 2, 40)
+        f[y, x] = 1.0
+        f[rng.integers(0, size, 8), rng.integers(size // 2, size, 8)] = 1.0
+        frames.append(scipy.ndimage.gaussian_filter(f, 1.5) + 0.01)
+    return normalise_frames(frames, 0.2, 99.8)
+
+
+def _hazy(frames: list[np.ndarray], amplitude: float) -> list[np.ndarray]:
+    return [f + amplitude * out_of_focus(f)[3:].mean(0) for f in frames]
+
+
+def test_floor_slope_rises_with_out_of_focus_light_and_ignores_gain_and_offset():
+    frames = _specimen(3, 0)
+    slopes = [float(floor_slope(torch.from_numpy(np.stack(_hazy(frames, c)))[:, None]).mean())
+              for c in (0.0, 1.0, 3.0)]
+    assert slopes[0] < slopes[1] < slopes[2]
+    x = torch.from_numpy(np.stack(_hazy(frames, 1.0)))[:, None]
+    assert torch.allclose(floor_slope(3.0 * x + 0.5), floor_slope(x), atol=1e-4)
+
+
+def test_calibration_finds_out_of_focus_light_only_in_hazy_frames():
+    clean = _specimen(4, 1)
+    amplitudes = {}
+    for name, defective in {"haze": _hazy(_specimen(4, 2), 2.0), "none": _specimen(4, 2)}.items():
+        model = _model(("stripes",))
+        model.add_defect(name)
+        old = [p.detach().clone() for p in model.generator.parameters()]
+        flags = [p.requires_grad for p in model.generator.parameters()]
+        cal = calibrate_row(model, name, clean, defective, patch_size=32, steps=3)
+        amplitudes[name] = cal["out_of_focus_light"]
+        assert cal["style_loss_after"] < cal["style_loss_before"]
+        rows = model.generator.defect_rows()
+        # the old defect's rows and the shared weights are untouched, and stay frozen
+        assert all(torch.equal(a, b.detach())
+                   for a, b in zip(old, model.generator.parameters(), strict=True)
+                   if not any(b is table[-1] for table in rows))
+        assert flags == [p.requires_grad for p in model.generator.parameters()]
+    assert amplitudes["none"] == 0.0
+    assert amplitudes["haze"] > 0.5

@@ -241,5 +241,7 @@ def test_adapt_tiny_writes_an_adapted_model_and_refuses_a_known_defect(tmp_path)
     assert f"adapted {scores['adapted_psnr']:.2f} dB, base {scores['base_psnr']:.2f} dB" in (
         result.output)
     assert meta["adaptation"]["defective_frames"]["n"] == 3
+    light = meta["adaptation"]["cingan"]["calibration"]["out_of_focus_light"]
+    assert f"learned out-of-focus light {light:.2f}×" in result.output
     taken = runner.invoke(app, [args[0], "--defect", "stripes", *args[3:]])
     assert taken.exit_code == 1 and "stripes" in taken.output

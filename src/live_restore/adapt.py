@@ -43,6 +43,7 @@ from live_restore.cingan import (
     CINGAN,
     DEFAULT_DEFECTS,
     GANTrainConfig,
+    calibrate_row,
     fit_cingan,
     normalise_frames,
     out_of_focus,
@@ -86,6 +87,10 @@ class AdaptConfig(BaseModel):
     pretrain_pairs: int = Field(ge=1, description="simulated pairs per pre-training defect")
     pretrain_size: int = Field(ge=16, description="side of the simulated pre-training frames")
     new_defect: GANTrainConfig = Field(description="training of the new CIN row")
+    calibration_steps: int = Field(
+        60, ge=0, description="full-batch steps refitting the new row's line and noise heads "
+        "(cingan.calibrate_row)"
+    )
     tile: int = Field(ge=16, description="side of the tiles the clean frames are cut into")
     draws_per_tile: int = Field(ge=1, description="noisy CIN-GAN draws per clean tile")
     real_fraction: float = Field(
@@ -94,8 +99,9 @@ class AdaptConfig(BaseModel):
     finetune: TrainConfig = Field(description="restorer fine-tuning (training.train)")
     scope: Literal["auto", "all", "heads"] = Field(
         "auto",
-        description="'all' weights, only the detail heads (bridge frozen), or 'auto': the heads "
-        "when every pair is synthetic, all weights when real pairs are mixed in",
+        description="'all' weights, only the detail heads (bridge frozen), or 'auto': all "
+        "weights when real pairs are mixed in or the new row adds out-of-focus light, else the "
+        "heads",
     )
 
 
@@ -323,35 +329,39 @@ def learn_defect(
     defective: np.ndarray,
     clean: np.ndarray,
     config: GANTrainConfig,
+    calibration_steps: int = 60,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
-) -> None:
-    """Append a CIN row for ``defect`` to ``gan`` and train it (every other weight frozen)
-    on unpaired ``(N, Y, X)`` defective and clean frames in camera units."""
+) -> dict[str, float]:
+    """Append a CIN row for ``defect`` to ``gan``, train it (every other weight frozen) on
+    unpaired ``(N, Y, X)`` defective and clean frames in camera units, then refit its heads
+    on the whole set (:func:`live_restore.cingan.calibrate_row`, whose result is returned)."""
     gan.add_defect(defect)
     cfg = gan.config
-    fit_cingan(
-        gan,
-        {defect: normalise_frames(clean, cfg.pmin, cfg.pmax)},
-        {defect: normalise_frames(defective, cfg.pmin, cfg.pmax)},
-        config,
-        progress,
-    )
+    clean_n = normalise_frames(clean, cfg.pmin, cfg.pmax)
+    defective_n = normalise_frames(defective, cfg.pmin, cfg.pmax)
+    fit_cingan(gan, {defect: clean_n}, {defect: defective_n}, config, progress)
+    return calibrate_row(gan, defect, clean_n, defective_n, config.patch_size,
+                         calibration_steps, config.seed)
 
 
-def fine_tune_scope(config: AdaptConfig, synthetic_only: bool) -> Literal["all", "heads"]:
+def fine_tune_scope(
+    config: AdaptConfig, synthetic_only: bool, out_of_focus_light: bool = False
+) -> Literal["all", "heads"]:
     """The weights fine-tuning trains: ``config.scope``, with ``"auto"`` resolved to the heads
-    when every pair is synthetic and to all weights when real pairs are mixed in.
+    when every pair is synthetic and the new row adds no out-of-focus light (calibrated by
+    :func:`live_restore.cingan.calibrate_row`), and to all weights otherwise.
 
-    Measured on ``bench adapt --quick`` with the previous CIN-GAN, before its physical heads
-    (README): on CIN-GAN pairs alone, freezing the bridge keeps the base's low frequencies,
-    which a learned row can get wrong (haze: all weights 30.20 dB, heads 31.62, base 31.53;
-    this version's rows, all weights: 31.44–31.69), and scores higher on average over the
-    three defects; with real pairs, training every weight is better (the 1 000-pair oracle,
-    mean of the three defects: 34.06 against 33.67 dB).
+    Haze lives in the coarsest LL band, which only the bridge restores: with the bridge
+    frozen no synthetic pair can teach its removal. Every other defect keeps the bridge
+    frozen on synthetic pairs alone, since a learned row can get the low frequencies wrong
+    (``bench adapt --quick``, README: a detector row refitted with a glow took all weights
+    to 32.31 dB, below the base's 33.42, and the heads to 34.52). With real pairs, training
+    every weight is better (the 1 000-pair oracle, mean of the three defects: 34.06 against
+    33.67 dB).
     """
     if config.scope != "auto":
         return config.scope
-    return "heads" if synthetic_only else "all"
+    return "heads" if synthetic_only and not out_of_focus_light else "all"
 
 
 def fine_tune(
@@ -360,15 +370,16 @@ def fine_tune(
     config: AdaptConfig,
     *,
     synthetic_only: bool,
+    out_of_focus_light: bool = False,
     seed: int = 0,
     workdir: Path | None = None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> MSCGMRestorer:
     """A copy of ``base`` fine-tuned on ``data`` with ``config.finetune`` (the weights of
-    :func:`fine_tune_scope`; ``synthetic_only``: ``data`` holds no real pair); ``base`` is
-    left unchanged."""
+    :func:`fine_tune_scope`; ``synthetic_only``: ``data`` holds no real pair;
+    ``out_of_focus_light``: its synthetic pairs carry haze); ``base`` is left unchanged."""
     model = copy.deepcopy(base.model)
-    if fine_tune_scope(config, synthetic_only) == "heads":
+    if fine_tune_scope(config, synthetic_only, out_of_focus_light) == "heads":
         model.denoiser.requires_grad_(False)
     finetune = config.finetune.model_copy(update={"seed": seed})
     with tempfile.TemporaryDirectory() as tmp:
@@ -479,12 +490,16 @@ def adapt(
             config.pretrain.model_copy(update={"seed": seed}), config.pretrain_size,
             progress=stage("pretrain"),
         )
-    learn_defect(gan, defect, defective, clean, config.new_defect.model_copy(update={"seed": seed}),
-                 stage("defect"))
+    calibration = learn_defect(
+        gan, defect, defective, clean, config.new_defect.model_copy(update={"seed": seed}),
+        config.calibration_steps, stage("defect"),
+    )
+    hazy = calibration["out_of_focus_light"] > 0
     synthetic = synthetic_pairs(base, gan, defect, clean, config, seed)
     data = training_set(config, synthetic, real)
-    restorer = fine_tune(base, data, config, synthetic_only=real is None, seed=seed,
-                         workdir=workdir, progress=stage("finetune"))
+    restorer = fine_tune(base, data, config, synthetic_only=real is None,
+                         out_of_focus_light=hazy, seed=seed, workdir=workdir,
+                         progress=stage("finetune"))
     cingan_path = None
     if cingan_out is not None:
         cingan_path = gan.save(cingan_out, {"added": defect, "seed": seed})
@@ -508,8 +523,9 @@ def adapt(
         "real_pairs": 0 if real is None else len(real[0]),
         "check": scores,
         "training_tiles": {"synthetic": len(synthetic[0]), "total": len(data)},
-        "fine_tuned": fine_tune_scope(config, real is None),
-        "cingan": {"defects": gan.defects, "file": str(cingan_path) if cingan_path else None},
+        "fine_tuned": fine_tune_scope(config, real is None, hazy),
+        "cingan": {"defects": gan.defects, "file": str(cingan_path) if cingan_path else None,
+                   "calibration": calibration},
         "seed": seed,
         "settings": config.model_dump(mode="json"),
     }

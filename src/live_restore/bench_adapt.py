@@ -52,6 +52,7 @@ from live_restore.adapt import (
     AdaptConfig,
     adapt_preset,
     fine_tune,
+    fine_tune_scope,
     learn_defect,
     load_base,
     pair_psnr,
@@ -157,19 +158,25 @@ def _bench_defect(
     many = sim.make_pairs(defect, config.oracle_pairs, seed + 4, size)
     oracle_set = real_pairs(base, many[0], many[1], cfg.tile)
 
-    def tuned(data: Any, label: str, synthetic_only: bool = False) -> tuple[float, float]:
+    def tuned(
+        data: Any, label: str, synthetic_only: bool = False, hazy: bool = False
+    ) -> tuple[float, float]:
         say(f"{defect}: fine-tuning {label}")
         t0 = time.perf_counter()
-        restorer = fine_tune(base, data, cfg, synthetic_only=synthetic_only, seed=seed)
+        restorer = fine_tune(base, data, cfg, synthetic_only=synthetic_only,
+                             out_of_focus_light=hazy, seed=seed)
         return pair_psnr(restorer, test_d, test_t), time.perf_counter() - t0
 
     say(f"{defect}: learning the CIN row from {len(defective)} unpaired frames")
     t0 = time.perf_counter()
     gan = copy.deepcopy(pretrained)
-    learn_defect(gan, defect, defective, clean, cfg.new_defect.model_copy(update={"seed": seed}))
+    calibration = learn_defect(gan, defect, defective, clean,
+                               cfg.new_defect.model_copy(update={"seed": seed}),
+                               cfg.calibration_steps)
+    hazy = calibration["out_of_focus_light"] > 0
     synthetic = synthetic_pairs(base, gan, defect, clean, cfg, seed)
     row_seconds = time.perf_counter() - t0
-    adapted, adapt_seconds = tuned(training_set(cfg, synthetic), "on CIN-GAN pairs", True)
+    adapted, adapt_seconds = tuned(training_set(cfg, synthetic), "on CIN-GAN pairs", True, hazy)
     oracle, _ = tuned(training_set(cfg, real=oracle_set), f"{config.oracle_pairs} pairs")
     pairs10, _ = tuned(training_set(cfg, real=few), f"{config.few_pairs} pairs")
     pairs10_cingan, _ = tuned(
@@ -187,6 +194,8 @@ def _bench_defect(
         "pairs10_cingan_psnr": pairs10_cingan,
         "raw_psnr": raw,
         "gap_closed": (adapted - base_psnr) / gap if gap > 0 else None,
+        "adapted_scope": fine_tune_scope(cfg, True, hazy),
+        "calibration": calibration,
         "n_defective_frames": len(defective),
         "n_clean_frames": len(clean),
         "n_synthetic_tiles": len(synthetic[0]),

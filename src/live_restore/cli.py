@@ -303,7 +303,13 @@ def adapt(
     except (ValueError, TypeError, OSError) as exc:
         raise _fail(exc) from exc
     console.print(f"wrote {path}")
-    scores = json.loads(path.read_text())["adaptation"]["check"]
+    adaptation = json.loads(path.read_text())["adaptation"]
+    light = adaptation["cingan"]["calibration"]["out_of_focus_light"]
+    console.print(
+        f"learned out-of-focus light {light:.2f}× the clean frame's blur; fine-tuned "
+        f"{'every weight' if adaptation['fine_tuned'] == 'all' else 'the detail heads'}"
+    )
+    scores = adaptation["check"]
     if scores is not None:
         worse = scores["adapted_psnr"] < scores["base_psnr"]
         console.print(
