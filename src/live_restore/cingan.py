@@ -941,15 +941,31 @@ def calibrate_row(
     Returns ``{"out_of_focus_light", "style_loss_before", "style_loss_after"}``.
     """
     d = model.defect_index(defect)
-    gen = model.generator
     pick = np.linspace(0, len(clean) - 1, min(len(clean), _CALIBRATION_FRAMES)).round()
     stacks = [out_of_focus(_even(clean[int(i)])) for i in np.unique(pick)]
     real = [np.asarray(_even(f), np.float32)[None] for f in defective]
+    amplitude = _calibrate_out_of_focus(model, defect, stacks, real, patch_size, seed)
+    before, after = _refit_line_and_noise_heads(model, d, stacks, real, steps, seed)
+    return {"out_of_focus_light": amplitude, "style_loss_before": before,
+            "style_loss_after": after}
 
+
+def _calibrate_out_of_focus(
+    model: CINGAN,
+    defect: str,
+    stacks: Sequence[np.ndarray],
+    real: Sequence[np.ndarray],
+    patch_size: int,
+    seed: int,
+) -> float:
+    """Set the row's wide out-of-focus light by bisection on :func:`floor_slope` (step 1 of
+    :func:`calibrate_row`); return its amplitude."""
     wide = torch.tensor([s >= patch_size / 4 for s in OUT_OF_FOCUS_SIGMAS_PX])
-    row = gen.haze.log_coeff[d]
+    if not bool(wide.any()):
+        return 0.0
+    row = model.generator.haze.log_coeff[model.defect_index(defect)]
 
-    def set_light(amplitude: float) -> float:
+    def slope_with(amplitude: float) -> float:
         with torch.no_grad():
             row[wide] = math.log(max(amplitude / int(wide.sum()), 1e-8))
         return _synthetic_slope(model, defect, stacks, seed)
@@ -957,24 +973,42 @@ def calibrate_row(
     real_slopes = torch.cat([floor_slope(torch.from_numpy(f)[None]) for f in real])
     target = float(real_slopes.mean())
     spread = float(real_slopes.std()) / math.sqrt(len(real)) if len(real) > 1 else 0.0
-    amplitude, top = 0.0, 8.0
-    if int(wide.sum()) and set_light(0.0) + 2 * spread < target:
-        low, high = 0.0, top
-        if set_light(high) < target:
+    amplitude = 0.0
+    if slope_with(0.0) + 2 * spread < target:
+        low, high = 0.0, 8.0
+        if slope_with(high) < target:
             low = high
         for _ in range(12):
             mid = (low + high) / 2
-            low, high = (mid, high) if set_light(mid) < target else (low, mid)
+            low, high = (mid, high) if slope_with(mid) < target else (low, mid)
         amplitude = (low + high) / 2
-    if int(wide.sum()):
-        set_light(amplitude)
+    slope_with(amplitude)
+    return amplitude
 
+
+def _refit_line_and_noise_heads(
+    model: CINGAN,
+    d: int,
+    stacks: Sequence[np.ndarray],
+    real: Sequence[np.ndarray],
+    steps: int,
+    seed: int,
+) -> tuple[float, float]:
+    """Full-batch Adam on row ``d``'s line and noise heads (step 2 of :func:`calibrate_row`);
+    return the style loss before and after."""
+    gen = model.generator
     rng = torch.Generator().manual_seed(seed)
     side = min(_CALIBRATION_CROP, *(min(f.shape[-2:]) for f in [*stacks, *real]))
     side -= side % model.multiple
     clean_crops = _crops(stacks, _CALIBRATION_FRAMES, side, rng)
-    real_stats = style_statistics(_standardise(_crops(real, _CALIBRATION_FRAMES, side, rng,
-                                                      turn=False)))
+    real_crops = _crops(real, _CALIBRATION_FRAMES, side, rng, turn=False)
+    real_stats = style_statistics(_standardise(real_crops))
+    idx = model._index(d, len(clean_crops), clean_crops.device)
+
+    def loss() -> Tensor:
+        fake, _ = gen(clean_crops, idx, torch.Generator().manual_seed(seed))
+        return _style_distance(style_statistics(_standardise(fake)), real_stats)
+
     heads = [gen.lines.log_row_sd[d], gen.lines.log_column_sd[d],
              gen.noise.log_gain[d], gen.noise.log_floor[d]]
     trainable = {p: p.requires_grad for p in gen.parameters()}
@@ -982,25 +1016,18 @@ def calibrate_row(
     for p in heads:
         p.requires_grad_(True)
     opt = torch.optim.Adam(heads, lr=0.1)
-    idx = model._index(d, len(clean_crops), clean_crops.device)
-
-    def loss() -> Tensor:
-        fake, _ = gen(clean_crops, idx, torch.Generator().manual_seed(seed))
-        return _style_distance(style_statistics(_standardise(fake)), real_stats)
-
-    before = after = float(loss().detach())
+    with torch.no_grad():
+        before = float(loss())
     for _ in range(steps):
         value = loss()
         opt.zero_grad(set_to_none=True)
         value.backward()
         opt.step()
-    if steps:
-        with torch.no_grad():
-            after = float(loss())
+    with torch.no_grad():
+        after = float(loss())
     for p, flag in trainable.items():
         p.requires_grad_(flag)
-    return {"out_of_focus_light": amplitude, "style_loss_before": before,
-            "style_loss_after": after}
+    return before, after
 
 
 def simulated_defect_frames(
