@@ -5,15 +5,18 @@ for them, plus a library of clean (high-dose) frames — their own, or the simul
 :func:`adapt` then
 
 1. learns the defect as one new CIN row of a pre-trained CIN-GAN (pre-training one on the
-   simulator's defect tasks first if none is given), every other weight frozen;
+   simulator's defect tasks first if none is given), every other weight frozen, and
+   calibrates the row's heads on the whole set of frames
+   (:func:`live_restore.cingan.calibrate_row`);
 2. degrades tiles of the clean library with that row, several noisy draws per tile, into
    synthetic (degraded, clean) pairs normalised exactly as the restorer normalises its input
    (:class:`live_restore.training.PairDataset`);
 3. mixes in any real pairs the user has, as a fixed fraction of the training set (the seed's
    ``alpha``: ``n_fake = n_real · (1/alpha − 1)``);
-4. fine-tunes a copy of the base restorer with :func:`live_restore.training.train` and writes a
-   new model whose JSON records what it was adapted from: the base model's name and checksum,
-   the defect, a checksum of the frames used and every setting;
+4. fine-tunes a copy of the base restorer (the weights of :func:`fine_tune_scope`) with
+   :func:`live_restore.training.train` and writes a new model whose JSON records what it was
+   adapted from: the base model's name and checksum, the defect, a checksum of the frames
+   used, the calibration and every setting;
 5. if the user has a few held-out real pairs (never trained on), restores them with the base
    and the adapted model and records both PSNRs (:func:`pair_psnr`), warning when adaptation
    made things worse: it can (a learned row may even invert a defect, see the README), and
@@ -118,6 +121,7 @@ ADAPT_PRESETS: dict[str, AdaptConfig] = {
         pretrain_pairs=1,
         pretrain_size=32,
         new_defect=GANTrainConfig(steps=2, batch_size=2, patch_size=32, n_critic=1),
+        calibration_steps=2,
         tile=32,
         draws_per_tile=1,
         finetune=TrainConfig(
