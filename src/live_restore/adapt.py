@@ -113,7 +113,8 @@ class AdaptConfig(BaseModel):
 #: batch 4, patch 64, 2 critic steps) ≈ 0.24 s per step; MSCGM (default config, batch 8, patch
 #: 64) ≈ 0.11 / 0.17 / 0.26 s per step before the critic / with it / in stage 2, ≈ 0.17 s on
 #: average. Pre-training 1400 × 0.24 s ≈ 5.6 min, new row 600 × 0.24 s ≈ 2.4 min, fine-tuning
-#: 3000 × 0.17 s ≈ 8.4 min: ≈ 16.5 min in all, ≈ 11 min with a pre-trained CIN-GAN.
+#: 3000 × 0.17 s ≈ 8.4 min: ≈ 16.5 min in all, ≈ 11 min with a pre-trained CIN-GAN. Measured
+#: alone on 2 threads (README): 10 haze frames of 256², every weight fine-tuned, 16.2 min.
 ADAPT_PRESETS: dict[str, AdaptConfig] = {
     "tiny": AdaptConfig(
         preset="tiny",
