@@ -334,7 +334,7 @@ def learn_defect(
     defective: np.ndarray,
     clean: np.ndarray,
     config: GANTrainConfig,
-    calibration_steps: int = 60,
+    calibration_steps: int,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
     """Append a CIN row for ``defect`` to ``gan``, train it (every other weight frozen) on
