@@ -278,6 +278,78 @@ def test_draws_turn_and_flip_the_frame_and_undo_it(restorer, monkeypatch):
     assert len({corner for _, corner in seen}) > 2  # different corners came first
 
 
+def test_an_estimate_replaces_the_bridge_and_heads_start_from_its_ll():
+    torch.manual_seed(0)
+    model = MSCGM(MSCGMConfig(task="confocal2sted", **(SMALL_MSCGM | {"levels": 1})))
+    y, estimate = torch.rand(2, 2, 1, 16, 16).unbind(0)
+    # untrained heads (zero output layer, no skip gate) add no details: the result is the
+    # estimate's own 2×2 block means, whatever the degraded frame says
+    blocks = torch.nn.functional.avg_pool2d(estimate, 2).repeat_interleave(2, -1)
+    restored = model.restore_normalised(y, estimate=estimate)
+    torch.testing.assert_close(restored, blocks.repeat_interleave(2, -2))
+    assert not torch.allclose(model.restore_normalised(y), restored)
+
+
+def _one_level_restorer() -> MSCGMRestorer:
+    return MSCGMRestorer(_model(levels=1), device="cpu")
+
+
+@pytest.mark.parametrize(("shape", "tile"), [((20, 36), 1024), ((23, 17), 1024), ((40, 70), 32)])
+def test_detail_passes_start_from_the_first_pass_and_are_averaged(shape, tile, monkeypatch):
+    restorer = MSCGMRestorer(_model(levels=1), device="cpu", max_tile_pixels=tile**2, overlap=8)
+    frames = _frames(1, shape)
+    calls = []
+
+    def fake(y, steps, eta, generator, estimate=None):
+        calls.append(estimate is None)
+        return 2 * y if estimate is None else estimate + 1  # later passes: first pass + 1
+
+    monkeypatch.setattr(restorer.model, "restore_normalised", fake)
+    _, lo, scale = normalise_frame(frames[0], 0.2, 99.8)
+    for seed in range(8):
+        restored = restorer.restore(frames, seed=seed, detail_passes=3).mean
+        # every pass saw the first pass's output on the same pixels: (0 + 1 + 1) / 3
+        np.testing.assert_allclose(restored, 2 * frames - lo + scale * 2 / 3, rtol=1e-5)
+    tiles = len(calls) // 24
+    assert calls == ([True] * tiles + [False] * 2 * tiles) * 8  # the bridge once per draw
+
+
+def test_detail_passes_cover_distinct_grid_offsets_in_every_orientation(monkeypatch):
+    restorer = _one_level_restorer()
+    frames = _frames(1, (24, 30))
+
+    def grid_marker(y, steps, eta, generator, estimate=None):
+        marker = torch.zeros_like(y)
+        marker[..., ::2, ::2] = 1.0  # the top-left pixel of every Haar block of this view
+        return marker
+
+    monkeypatch.setattr(restorer.model, "restore_normalised", grid_marker)
+    _, lo, scale = normalise_frame(frames[0], 0.2, 99.8)
+    phases = set()
+    for seed in range(16):
+        one = (restorer.restore(frames, seed=seed, detail_passes=1).mean[0] - lo) / scale
+        marked = np.argwhere(one[:2, :2] > 0.5)  # which corner of a block is its top-left
+        assert len(marked) == 1
+        phases.add(tuple(marked[0]))
+        # four passes on a one-level model: all four grids, whatever the orientation
+        four = (restorer.restore(frames, seed=seed, detail_passes=4).mean[0] - lo) / scale
+        np.testing.assert_allclose(four, 0.25, atol=1e-6)
+    assert phases == {(0, 0), (0, 1), (1, 0), (1, 1)}
+
+
+def test_detail_passes_are_checked_and_change_the_result():
+    restorer = _one_level_restorer()
+    frames = _frames(1, (32, 40))
+    one = restorer.restore(frames, seed=2).mean
+    two = restorer.restore(frames, seed=2, detail_passes=2).mean
+    assert two.shape == one.shape and np.isfinite(two).all() and not np.array_equal(one, two)
+    for bad in (0, 5, 1.5, True):
+        with pytest.raises(ValueError, match="detail_passes"):
+            restorer.restore(frames, detail_passes=bad)
+    with pytest.raises(ValueError, match="detail_passes must not exceed the 4"):
+        MSCGMConfig(task="confocal2sted", levels=1, detail_passes=5)
+
+
 def test_tiling_blends_tiles_back_exactly(monkeypatch):
     model = _model()
     tiled = MSCGMRestorer(model, device="cpu", max_tile_pixels=32 * 32, overlap=8)
