@@ -66,6 +66,7 @@ def test_config_is_frozen_strict_and_checked():
     sted = MSCGMConfig.for_task("sted_denoise")
     assert sted.forward_model == "identity" and sted.detail_skip
     assert (c2s.levels, sted.levels) == (1, 2)
+    assert (c2s.detail_passes, sted.detail_passes) == (4, 1)
     assert (sted.finest_head_channels, c2s.finest_head_channels) == (16, 8)
     assert (c2s.ssim_weight, sted.ssim_weight) == (0.0, 0.2)
     assert (c2s.bridge_objective, c2s.first_hop_fraction) == ("ysubx", 0.5)
