@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 import useq
 import yaozarrs
+from pymmcore_plus.mda import MDAEngine
 
 from live_restore.acquisition import LiveRestorer, resume, run_acquisition
 from live_restore.bench import SlowRestorer
 from live_restore.classical import ClassicalRestorer
+from live_restore.engine import DrainingEngine
 from live_restore.restorer import RestoreResult
 from live_restore.store import AcquisitionStore, FrameStatus
 
@@ -190,6 +192,57 @@ def test_existing_output_is_refused_unless_overwrite(democore, tmp_path):
         run_acquisition(democore, _timelapse(1), path, ClassicalRestorer())
     report = run_acquisition(democore, _timelapse(2), path, ClassicalRestorer(), overwrite=True)
     assert report.raw_frames_written == 2
+
+
+def test_frames_a_sequence_leaves_in_the_camera_buffer_are_still_saved(
+    democore, tmp_path, monkeypatch, caplog
+):
+    """pymmcore-plus stops popping when the buffer reads empty and then the camera reads
+    stopped; a frame inserted between the two reads was lost. Here the camera reads stopped
+    only once it is done, after the first empty read: every frame is left behind."""
+    running = democore.isSequenceRunning
+
+    def stopped_once_done() -> bool:
+        while running():
+            time.sleep(0.001)
+        return False
+
+    monkeypatch.setattr(democore, "isSequenceRunning", stopped_once_done)
+    democore.setExposure(10)
+    emitted = _capture_frames(democore)
+    democore.mda.run(_timelapse(5))  # the stock engine loses them
+    assert len(emitted) < 5
+    emitted.clear()
+    report = run_acquisition(democore, _timelapse(5), tmp_path / "s.zarr", ClassicalRestorer())
+    assert report.raw_frames_written == report.frames_emitted == len(emitted) == 5
+    assert report.restored == 5
+    assert "recovered frame" in caplog.text
+    with AcquisitionStore.open(tmp_path / "s.zarr", mode="r") as store:
+        for t, frame in enumerate(emitted):  # in order: event t holds frame t
+            np.testing.assert_array_equal(store.read_raw({"t": t}), frame)
+        assert store.pending() == []
+    assert type(democore.mda.engine) is MDAEngine  # the caller's engine is put back
+
+
+def test_the_draining_engine_keeps_the_engine_settings_and_spares_custom_engines(
+    democore, tmp_path
+):
+    store = AcquisitionStore.create(tmp_path / "s.zarr", sizes={"t": 1}, frame_shape=(80, 96),
+                                    dtype="uint16")
+    democore.mda.engine.timeout_base = 7.5
+    with LiveRestorer(democore, ClassicalRestorer(), store):
+        engine = democore.mda.engine
+        assert isinstance(engine, DrainingEngine) and engine.timeout_base == 7.5
+        assert engine.mmcore is democore
+
+    class Custom(MDAEngine):
+        pass
+
+    custom = Custom(democore)
+    democore.mda.set_engine(custom)
+    with LiveRestorer(democore, ClassicalRestorer(), store):
+        assert democore.mda.engine is custom
+    store.close()
 
 
 def test_unwritable_output_fails_before_any_frame(pycam_core, tmp_path):

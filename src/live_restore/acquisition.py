@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from psygnal import Signal, SignalGroup
 from pymmcore_plus import CMMCorePlus
+from pymmcore_plus.mda import MDAEngine
 
+from live_restore.engine import DrainingEngine
 from live_restore.restorer import Restorer
 from live_restore.store import AcquisitionStore, FrameIndex
 
@@ -307,6 +309,9 @@ class LiveRestorer:
     left in the ledger for ``live-restore resume``. ``ram_budget_mb`` caps the pixels held in
     the queue; ``nice`` lowers the worker thread's priority; ``annotate(img, meta)`` adds
     metadata to each stored raw frame (it runs on the acquisition thread: keep it cheap).
+    While attached, a stock pymmcore-plus engine is replaced by a :class:`DrainingEngine` with
+    the same settings, so a hardware sequence cannot leave its last frame unsaved in the
+    camera buffer; a custom engine is left alone.
     """
 
     def __init__(
@@ -338,6 +343,7 @@ class LiveRestorer:
         self._worker: RestoreWorker | None = None
         self._attached = False
         self._finish_sent = False
+        self._replaced_engine: MDAEngine | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def attach(self) -> None:
@@ -352,6 +358,10 @@ class LiveRestorer:
         events = self.core.mda.events
         events.frameReady.connect(self._on_frame_ready)
         events.sequenceFinished.connect(self._on_sequence_finished)
+        engine = self.core.mda.engine
+        if type(engine) is MDAEngine and not self.core.mda.is_running():
+            self.core.mda.set_engine(DrainingEngine.replacing(engine))
+            self._replaced_engine = engine
         self._attached = True
 
     def detach(self) -> None:
@@ -360,6 +370,9 @@ class LiveRestorer:
         events = self.core.mda.events
         events.frameReady.disconnect(self._on_frame_ready)
         events.sequenceFinished.disconnect(self._on_sequence_finished)
+        if self._replaced_engine is not None and not self.core.mda.is_running():
+            self.core.mda.set_engine(self._replaced_engine)
+            self._replaced_engine = None
         self._attached = False
 
     def __enter__(self) -> LiveRestorer:
