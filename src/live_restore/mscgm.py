@@ -859,7 +859,7 @@ class MSCGMRestorer:
             return (out[:, ::-1] if flip else out)[oy : oy + h, ox : ox + w]
 
         first = unview(self._restore_frame(view(norm, dy, dx), None, steps, eta, generator), dy, dx)
-        passes = [first] + [
+        images = [first] + [
             unview(
                 self._restore_frame(view(norm, oy, ox), view(first, oy, ox), steps, eta, generator),
                 oy,
@@ -867,7 +867,7 @@ class MSCGMRestorer:
             )
             for oy, ox in offsets[1:]
         ]
-        return np.mean(passes, axis=0, dtype=np.float32) if len(passes) > 1 else first
+        return np.mean(images, axis=0, dtype=np.float32) if len(images) > 1 else first
 
     def _restore_frame(
         self,
