@@ -858,16 +858,12 @@ class MSCGMRestorer:
             out = np.rot90(frame, -turns)
             return (out[:, ::-1] if flip else out)[oy : oy + h, ox : ox + w]
 
-        first = unview(self._restore_frame(view(norm, dy, dx), None, steps, eta, generator), dy, dx)
-        images = [first] + [
-            unview(
-                self._restore_frame(view(norm, oy, ox), view(first, oy, ox), steps, eta, generator),
-                oy,
-                ox,
-            )
-            for oy, ox in offsets[1:]
-        ]
-        return np.mean(images, axis=0, dtype=np.float32) if len(images) > 1 else first
+        images: list[np.ndarray] = []
+        for oy, ox in offsets:  # the first pass runs the bridge, the others start from it
+            estimate = view(images[0], oy, ox) if images else None
+            restored = self._restore_frame(view(norm, oy, ox), estimate, steps, eta, generator)
+            images.append(unview(restored, oy, ox))
+        return np.mean(images, axis=0, dtype=np.float32) if len(images) > 1 else images[0]
 
     def _restore_frame(
         self,
