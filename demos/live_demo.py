@@ -11,7 +11,7 @@ import sys
 import useq
 
 from live_restore import AcquisitionStore, FrameStatus, get_restorer, managed_core, run_acquisition
-from live_restore.demo import default_config
+from live_restore.experiments.demo import default_config
 
 output = sys.argv[1] if len(sys.argv) > 1 else "live_demo.ome.zarr"
 sequence = useq.MDASequence(

@@ -16,12 +16,12 @@ import useq
 import yaozarrs
 from pymmcore_plus.mda import MDAEngine
 
-from live_restore.acquisition import LiveRestorer, resume, run_acquisition
-from live_restore.bench import SlowRestorer
-from live_restore.classical import ClassicalRestorer
-from live_restore.engine import DrainingEngine
-from live_restore.restorer import RestoreResult
-from live_restore.store import AcquisitionStore, FrameStatus
+from live_restore.acquisition.engine import DrainingEngine
+from live_restore.acquisition.live import LiveRestorer, resume, run_acquisition
+from live_restore.acquisition.store import AcquisitionStore, FrameStatus
+from live_restore.experiments.bench_acquisition import SlowRestorer
+from live_restore.models.classical import ClassicalRestorer
+from live_restore.models.restorer import RestoreResult
 
 
 def _timelapse(n: int) -> useq.MDASequence:
@@ -282,10 +282,10 @@ KILL_SCRIPT = textwrap.dedent(
     import sys, useq
     from cameras import RampCamera
     from pymmcore_plus.experimental.unicore import UniMMCore
-    from live_restore.acquisition import LiveRestorer
-    from live_restore.bench import SlowRestorer
-    from live_restore.classical import ClassicalRestorer
-    from live_restore.store import AcquisitionStore
+    from live_restore.acquisition.live import LiveRestorer
+    from live_restore.experiments.bench_acquisition import SlowRestorer
+    from live_restore.models.classical import ClassicalRestorer
+    from live_restore.acquisition.store import AcquisitionStore
 
     core = UniMMCore()
     core.loadPyDevice("Cam", RampCamera(shape=(48, 48)))

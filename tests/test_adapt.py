@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-import live_restore.adapt as adapt_module
-from live_restore.adapt import (
+import live_restore.adapt.finetune as adapt_module
+from live_restore.adapt.cingan import CINGAN, CINGANConfig
+from live_restore.adapt.finetune import (
     MAX_DEFECTIVE_FRAMES,
     adapt,
     adapt_preset,
@@ -19,9 +20,8 @@ from live_restore.adapt import (
     real_pairs,
     training_set,
 )
-from live_restore.cingan import CINGAN, CINGANConfig
-from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
-from live_restore.restorer import get_restorer
+from live_restore.models.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+from live_restore.models.restorer import get_restorer
 from tiny_models import SMALL_MSCGM
 
 GAN = {"channels": 4, "n_res": 1, "critic_channels": 4, "critic_layers": 2}
@@ -85,7 +85,7 @@ def test_adapted_model_round_trips_and_records_provenance(base, gan, tmp_path, c
     stages: set[str] = set()
     defective = _stack(MAX_DEFECTIVE_FRAMES + 1, 0)
     check = (_stack(2, 5, 40), _stack(2, 6, 40))
-    with caplog.at_level(logging.WARNING, logger="live_restore.adapt"):
+    with caplog.at_level(logging.WARNING, logger="live_restore.adapt.finetune"):
         path = adapt(
             base, "camera", defective, _stack(2, 1, 64), pairs=(_stack(1, 2), _stack(1, 3)),
             out=tmp_path / "adapted", check=check, preset="tiny", cingan=gan,
@@ -130,7 +130,7 @@ def test_check_pairs_warn_when_the_adapted_model_scores_below_its_base(
     base, gan, tmp_path, caplog, monkeypatch
 ):
     monkeypatch.setattr(adapt_module, "pair_psnr", lambda r, d, t: 30.0 if r is base else 29.0)
-    with caplog.at_level(logging.WARNING, logger="live_restore.adapt"):
+    with caplog.at_level(logging.WARNING, logger="live_restore.adapt.finetune"):
         path = adapt(base, "camera", _stack(1, 0), _stack(1, 1), out=tmp_path / "a",
                      check=(_stack(1, 2), _stack(1, 3)), preset="tiny", cingan=gan)
     assert "scores below its base on the 1 check pair(s): 29.00 vs 30.00 dB" in caplog.text

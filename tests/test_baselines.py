@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from live_restore.baselines import (
+from live_restore.models.baselines import (
     CARE,
     CAREConfig,
     CARERestorer,
@@ -17,9 +17,9 @@ from live_restore.baselines import (
     DDPMRestorer,
     cosine_alphas_cumprod,
 )
-from live_restore.mscgm import MSCGMConfig
-from live_restore.restorer import Restorer, file_checksum
-from live_restore.training import PairDataset, preset, train
+from live_restore.models.mscgm import MSCGMConfig
+from live_restore.models.restorer import Restorer, file_checksum
+from live_restore.training.loop import PairDataset, preset, train
 from tiny_models import TINY_BASELINE, one_step_changes_loss
 
 

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from live_restore.adapt import adapt_preset
-from live_restore.bench_adapt import AdaptBenchConfig, bench_adapt, bench_gan_sharing
-from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+from live_restore.adapt.finetune import adapt_preset
+from live_restore.experiments.bench_adapt import AdaptBenchConfig, bench_adapt, bench_gan_sharing
+from live_restore.models.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
 from tiny_models import SMALL_MSCGM
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from live_restore import bench_restorers as bench
-from live_restore.baselines import (
+from live_restore.experiments import bench_restorers as bench
+from live_restore.models.baselines import (
     CARE,
     CAREConfig,
     CARERestorer,
@@ -15,7 +15,7 @@ from live_restore.baselines import (
     DDPMConfig,
     DDPMRestorer,
 )
-from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+from live_restore.models.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
 from tiny_models import SMALL_MSCGM, TINY_BASELINE
 
 ROW_KEYS = {"psnr", "psnr_affine", "ssim", "frc_resolution_nm", "ms_per_frame", "steps", "params"}

@@ -8,7 +8,7 @@ from itertools import pairwise
 import pytest
 import torch
 
-from live_restore.bridge import BrownianBridge, timestep_embedding
+from live_restore.models.bridge import BrownianBridge, timestep_embedding
 
 
 def _gen(seed: int = 0) -> torch.Generator:

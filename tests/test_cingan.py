@@ -7,7 +7,7 @@ import pytest
 import scipy.ndimage
 import torch
 
-from live_restore.cingan import (
+from live_restore.adapt.cingan import (
     CINGAN,
     OUT_OF_FOCUS_SIGMAS_PX,
     CINGANConfig,

@@ -14,8 +14,8 @@ import tifffile
 import useq
 from typer.testing import CliRunner
 
+from live_restore.acquisition.store import AcquisitionStore, FrameStatus
 from live_restore.cli import app
-from live_restore.store import AcquisitionStore, FrameStatus
 
 runner = CliRunner()
 
@@ -87,7 +87,7 @@ def test_models_lists_classical():
 
 def test_bench_acquisition_json_keys(tmp_path, monkeypatch):
     """The JSON contract of `bench acquisition`, on a tiny run (real DemoCamera)."""
-    import live_restore.bench as bench
+    import live_restore.experiments.bench_acquisition as bench
 
     real = bench.bench_acquisition
     monkeypatch.setattr(bench, "bench_acquisition",
@@ -117,7 +117,7 @@ def test_simulate_writes_dataset_with_sidecar(tmp_path):
 
 
 def test_bench_simulator_json(tmp_path, monkeypatch):
-    import live_restore.bench as bench
+    import live_restore.experiments.bench_acquisition as bench
 
     real = bench.bench_simulator
     monkeypatch.setattr(bench, "bench_simulator",
@@ -198,7 +198,7 @@ def test_dose_sweep_cli_writes_report_and_refuses_bad_doses(tmp_path):
 def test_bench_adapt_writes_its_json_and_prints_the_summary(
     monkeypatch, tmp_path, flag, result, scope
 ):
-    import live_restore.bench_adapt as bench_adapt
+    import live_restore.experiments.bench_adapt as bench_adapt
 
     seen = {}
 
@@ -219,7 +219,7 @@ def test_bench_adapt_writes_its_json_and_prints_the_summary(
 
 def test_adapt_tiny_writes_an_adapted_model_and_refuses_a_known_defect(tmp_path):
     from live_restore import sim
-    from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+    from live_restore.models.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
     from tiny_models import SMALL_MSCGM
 
     base = MSCGMRestorer(MSCGM(MSCGMConfig.for_task("denoise", **SMALL_MSCGM)), device="cpu")

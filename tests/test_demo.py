@@ -10,7 +10,7 @@ import yaozarrs
 from typer.testing import CliRunner
 
 from live_restore.cli import app
-from live_restore.demo import demo_sequence, run_demo
+from live_restore.experiments.demo import demo_sequence, run_demo
 
 
 def test_demo_restores_and_beats_raw_against_ground_truth(tmp_path):
@@ -39,9 +39,9 @@ def test_demo_cli_refuses_existing_output_and_bad_frames(tmp_path):
     ("module", "forbidden"),
     [
         ("live_restore.sim", "pymmcore_plus"),
-        ("live_restore.wavelets", "pymmcore_plus"),
-        ("live_restore.bridge", "zarr"),
-        ("live_restore.restorer", "pymmcore_plus"),
+        ("live_restore.models.wavelets", "pymmcore_plus"),
+        ("live_restore.models.bridge", "zarr"),
+        ("live_restore.models.restorer", "pymmcore_plus"),
         ("live_restore.metrics", "torch"),
     ],
 )

@@ -11,9 +11,10 @@ import pytest
 import useq
 from pymmcore_plus.experimental.unicore import UniMMCore
 
-from live_restore.acquisition import managed_core
-from live_restore.demo import default_config
-from live_restore.dose import (
+from live_restore.acquisition.live import managed_core
+from live_restore.acquisition.store import AcquisitionStore
+from live_restore.experiments.demo import default_config
+from live_restore.experiments.dose import (
     DoseSweepReport,
     Target,
     _recommend,
@@ -24,7 +25,6 @@ from live_restore.dose import (
     plot_sweep,
     run_dose_sweep,
 )
-from live_restore.store import AcquisitionStore
 
 DOSES = (5.0, 20.0, 100.0)
 

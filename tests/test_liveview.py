@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from live_restore.bench import SlowRestorer
-from live_restore.classical import ClassicalRestorer
-from live_restore.liveview import LiveView
+from live_restore.acquisition.liveview import LiveView
+from live_restore.experiments.bench_acquisition import SlowRestorer
+from live_restore.models.classical import ClassicalRestorer
 
 
 def test_live_view_skips_stale_frames_with_a_slow_restorer(democore):

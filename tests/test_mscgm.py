@@ -9,7 +9,7 @@ import pytest
 import scipy.ndimage
 import torch
 
-from live_restore.mscgm import (
+from live_restore.models.mscgm import (
     MSCGM,
     MSCGMConfig,
     MSCGMRestorer,
@@ -19,8 +19,8 @@ from live_restore.mscgm import (
     normalise_frame,
     synthesise,
 )
-from live_restore.networks import DetailHead
-from live_restore.restorer import Averaged, Restorer
+from live_restore.models.networks import DetailHead
+from live_restore.models.restorer import Averaged, Restorer
 from tiny_models import SMALL_MSCGM
 
 
@@ -448,7 +448,7 @@ def test_load_reports_broken_files(restorer, tmp_path):
     path.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="does not belong together or a file is corrupt"):
         MSCGMRestorer.load(path)
-    from live_restore.restorer import file_checksum
+    from live_restore.models.restorer import file_checksum
 
     path.write_text(json.dumps(meta | {"weights_checksum": file_checksum(weights)}))
     with pytest.raises(ValueError, match="is corrupt"):

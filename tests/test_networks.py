@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from live_restore.networks import DetailHead, PatchDiscriminator, UNet, smooth_details
-from live_restore.wavelets import haar_dwt2
+from live_restore.models.networks import DetailHead, PatchDiscriminator, UNet, smooth_details
+from live_restore.models.wavelets import haar_dwt2
 
 
 def _params(module: torch.nn.Module) -> int:

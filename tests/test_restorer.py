@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from live_restore.classical import ClassicalRestorer
-from live_restore.noise import NoiseModel, anscombe, estimate_noise, inverse_anscombe
-from live_restore.restorer import Restorer, check_batch, get_restorer, list_models
+from live_restore.models.classical import ClassicalRestorer
+from live_restore.models.noise import NoiseModel, anscombe, estimate_noise, inverse_anscombe
+from live_restore.models.restorer import Restorer, check_batch, get_restorer, list_models
 
 
 def _scene(shape=(128, 128)) -> np.ndarray:
@@ -73,7 +73,7 @@ def test_registry_lists_and_builds_classical():
 
 def test_classical_imports_first_in_a_fresh_interpreter():
     # The registry names "classical" without importing it: that import used to be circular.
-    code = "import live_restore.classical as c; print(c.ClassicalRestorer.name)"
+    code = "import live_restore.models.classical as c; print(c.ClassicalRestorer.name)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "classical"

@@ -15,7 +15,7 @@ import pytest
 import useq
 import yaozarrs
 
-from live_restore.store import AcquisitionStore, FrameStatus
+from live_restore.acquisition.store import AcquisitionStore, FrameStatus
 
 SHAPE = (24, 32)
 SIZES = {"t": 2, "c": 2, "z": 3}
@@ -239,7 +239,7 @@ def test_ledger_round_trip(store: AcquisitionStore) -> None:
 CRASH_SCRIPT = """
 import os, signal, sys
 import numpy as np
-from live_restore.store import AcquisitionStore
+from live_restore.acquisition.store import AcquisitionStore
 sizes = {"t": 5, "c": 2}
 s = AcquisitionStore.create(sys.argv[1], sizes=sizes, frame_shape=(24, 32), dtype="uint16")
 for t in range(4):
@@ -270,7 +270,7 @@ def test_crash_leaves_every_raw_frame_readable(tmp_path: Path) -> None:
 KILLED_MID_RUN_SCRIPT = """
 import sys
 import numpy as np
-from live_restore.store import AcquisitionStore
+from live_restore.acquisition.store import AcquisitionStore
 s = AcquisitionStore.create(sys.argv[1], sizes={"t": 100000}, frame_shape=(64, 64), dtype="uint16")
 for t in range(100000):
     s.write_raw({"t": t}, np.full((64, 64), t % 60000, np.uint16))

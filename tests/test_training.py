@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
-from live_restore.training import PairDataset, preset, train
+from live_restore.models.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+from live_restore.training.loop import PairDataset, preset, train
 from tiny_models import SMALL_MSCGM, one_step_changes_loss
 
 

@@ -7,7 +7,7 @@ import pytest
 import pywt
 import torch
 
-from live_restore.wavelets import (
+from live_restore.models.wavelets import (
     HaarPyramid,
     Pyramid,
     crop,

@@ -11,17 +11,17 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "AcquisitionStore": "live_restore.store",
-    "FrameStatus": "live_restore.store",
-    "LiveRestorer": "live_restore.acquisition",
-    "LiveView": "live_restore.liveview",
-    "RestoreResult": "live_restore.restorer",
-    "Restorer": "live_restore.restorer",
-    "get_restorer": "live_restore.restorer",
-    "list_models": "live_restore.restorer",
-    "managed_core": "live_restore.acquisition",
-    "resume": "live_restore.acquisition",
-    "run_acquisition": "live_restore.acquisition",
+    "AcquisitionStore": "live_restore.acquisition.store",
+    "FrameStatus": "live_restore.acquisition.store",
+    "LiveRestorer": "live_restore.acquisition.live",
+    "LiveView": "live_restore.acquisition.liveview",
+    "RestoreResult": "live_restore.models.restorer",
+    "Restorer": "live_restore.models.restorer",
+    "get_restorer": "live_restore.models.restorer",
+    "list_models": "live_restore.models.restorer",
+    "managed_core": "live_restore.acquisition.live",
+    "resume": "live_restore.acquisition.live",
+    "run_acquisition": "live_restore.acquisition.live",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

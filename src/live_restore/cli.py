@@ -56,7 +56,7 @@ def demo(
     overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
 ) -> None:
     """Low-dose time-lapse on the simulated confocal/STED microscope, restored live."""
-    from live_restore.demo import run_demo
+    from live_restore.experiments.demo import run_demo
 
     try:
         result = run_demo(output, frames=frames, config=config, model=model, device=device,
@@ -101,8 +101,8 @@ def acquire(
     """Run a useq sequence on any Micro-Manager config and restore it live."""
     import useq
 
-    from live_restore.acquisition import managed_core, run_acquisition
-    from live_restore.restorer import get_restorer
+    from live_restore.acquisition.live import managed_core, run_acquisition
+    from live_restore.models.restorer import get_restorer
 
     try:
         seq = useq.MDASequence.from_file(sequence)
@@ -124,8 +124,8 @@ def resume(
     device: Annotated[str | None, typer.Option(help="torch device")] = None,
 ) -> None:
     """Restore the frames the store's ledger does not mark done."""
-    from live_restore.acquisition import resume as resume_store
-    from live_restore.restorer import get_restorer
+    from live_restore.acquisition.live import resume as resume_store
+    from live_restore.models.restorer import get_restorer
 
     try:
         restorer = get_restorer(model, device=device)
@@ -149,8 +149,8 @@ def restore(
     overwrite: Annotated[bool, typer.Option(help="replace an existing output")] = False,
 ) -> None:
     """Restore a file frame by frame; float32 out, same shape."""
-    from live_restore.batch import load_image, restore_stack, save_image
-    from live_restore.restorer import get_restorer
+    from live_restore.acquisition.batch import load_image, restore_stack, save_image
+    from live_restore.models.restorer import get_restorer
 
     try:
         if output.exists() and not overwrite:
@@ -199,7 +199,7 @@ def train(
 ) -> None:
     """Train MSCGM (or a baseline) on simulated pairs; same data and budget for every method."""
     from live_restore import sim
-    from live_restore.baselines import (
+    from live_restore.models.baselines import (
         CARE,
         CAREConfig,
         CARERestorer,
@@ -207,10 +207,10 @@ def train(
         DDPMConfig,
         DDPMRestorer,
     )
-    from live_restore.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
-    from live_restore.training import PairDataset
-    from live_restore.training import preset as training_preset
-    from live_restore.training import train as run_training
+    from live_restore.models.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+    from live_restore.training.loop import PairDataset
+    from live_restore.training.loop import preset as training_preset
+    from live_restore.training.loop import train as run_training
 
     kinds = {"mscgm": (MSCGMConfig, MSCGM, MSCGMRestorer),
              "care": (CAREConfig, CARE, CARERestorer),
@@ -244,7 +244,7 @@ def train(
 @app.command()
 def models() -> None:
     """List the built-in, shipped and user models."""
-    from live_restore.restorer import list_models
+    from live_restore.models.restorer import list_models
 
     table = Table("name", "kind", "path")
     for row in list_models():
@@ -273,9 +273,9 @@ def adapt(
     seed: Annotated[int, typer.Option(help="seed for every random draw")] = 0,
 ) -> None:
     """Learn a new defect from a few frames (CIN-GAN) and fine-tune a restorer for it."""
-    from live_restore.adapt import adapt as run_adapt
-    from live_restore.adapt import adapt_preset, load_base
-    from live_restore.batch import load_image
+    from live_restore.acquisition.batch import load_image
+    from live_restore.adapt.finetune import adapt as run_adapt
+    from live_restore.adapt.finetune import adapt_preset, load_base
 
     def frames(path: Path) -> np.ndarray:
         image = load_image(path)
@@ -349,7 +349,7 @@ def dose_sweep(
     overwrite: Annotated[bool, typer.Option(help="replace an existing output")] = False,
 ) -> None:
     """Calibrate the lowest light dose whose restored frames still meet a quality target."""
-    from live_restore.dose import plot_strip, plot_sweep, run_dose_sweep
+    from live_restore.experiments.dose import plot_strip, plot_sweep, run_dose_sweep
 
     try:
         report = run_dose_sweep(
@@ -386,7 +386,7 @@ def bench_acquisition_cmd(
     model: Annotated[str, typer.Option(help="restorer")] = "classical",
 ) -> None:
     """Baseline vs hooked MDA on the genuine DemoCamera (512², 1 ms)."""
-    from live_restore.bench import bench_acquisition
+    from live_restore.experiments.bench_acquisition import bench_acquisition
 
     result = bench_acquisition(frames=200, repeats=1 if quick else 3, model=model)
     json_out.write_text(json.dumps(result, indent=2))
@@ -401,7 +401,7 @@ def bench_simulator_cmd(
     quick: Annotated[bool, typer.Option(help="fewer frames and pairs")] = False,
 ) -> None:
     """Simulated camera frame rate in a real MDA (512²) and paired-data generation speed."""
-    from live_restore.bench import bench_simulator
+    from live_restore.experiments.bench_acquisition import bench_simulator
 
     result = bench_simulator(frames=60 if quick else 200, pairs=4 if quick else 16)
     json_out.write_text(json.dumps(result, indent=2))
@@ -422,8 +422,8 @@ def bench_restorers_cmd(
     size: Annotated[int | None, typer.Option(help="frame side in pixels (override)")] = None,
 ) -> None:
     """MSCGM vs CARE, DDPM(-avg), classical and raw on a seeded simulated test set."""
-    from live_restore.bench_restorers import bench_restorers
-    from live_restore.restorer import list_models
+    from live_restore.experiments.bench_restorers import bench_restorers
+    from live_restore.models.restorer import list_models
 
     try:
         tasks = tuple(task or ("confocal2sted", "denoise"))
@@ -461,8 +461,8 @@ def bench_adapt_cmd(
              "denoise and confocal2sted (seed 002's comparison)")] = False,
 ) -> None:
     """Base vs CIN-GAN-adapted vs oracle vs 10-pair restorers on defects the base never saw."""
-    from live_restore.adapt import AdaptConfig
-    from live_restore.bench_adapt import (
+    from live_restore.adapt.finetune import AdaptConfig
+    from live_restore.experiments.bench_adapt import (
         BENCH_ADAPT_PRESETS,
         DEFECTS,
         bench_adapt,

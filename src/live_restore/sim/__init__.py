@@ -1,6 +1,6 @@
 """Microscope simulator: specimens, confocal/STED optics, detectors, paired datasets.
 
-The simulator never imports pymmcore-plus; ``live_restore.devices`` wraps
+The simulator never imports pymmcore-plus; ``live_restore.sim.devices`` wraps
 :class:`~live_restore.sim.microscope.Microscope` as Micro-Manager devices.
 """
 

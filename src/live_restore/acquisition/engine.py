@@ -5,10 +5,10 @@ camera's buffer reads empty and, on the next call, the camera reads stopped. A f
 between those two reads stays in the circular buffer: the engine logs "Unexpected number of
 images returned from sequence" and the frame never reaches ``frameReady``, so it is never
 saved. Measured here: 3 of 400 two-frame DemoCamera sequences through
-:func:`live_restore.acquisition.run_acquisition` lost their last frame, and each time it was
+:func:`live_restore.acquisition.live.run_acquisition` lost their last frame, and each time it was
 still in the buffer afterwards (with this engine, 1 200 runs lost none and it recovered 4).
 :class:`DrainingEngine` pops such frames and emits them in their place;
-:class:`live_restore.acquisition.LiveRestorer` installs it while attached.
+:class:`live_restore.acquisition.live.LiveRestorer` installs it while attached.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio
 
 from live_restore import metrics, sim
-from live_restore.restorer import Restorer, get_restorer
+from live_restore.models.restorer import Restorer, get_restorer
 
 __all__ = ["METHODS", "TEST_SEED", "bench_restorers"]
 

@@ -7,7 +7,7 @@ level generates the three detail bands from (restored LL, degraded LL, degraded 
 and one synthesis step doubles the resolution. The result is mapped back through the input's
 own normalisation, so restored frames are in the degraded frame's camera units.
 
-Normalisation (used identically by :class:`live_restore.training.PairDataset` and
+Normalisation (used identically by :class:`live_restore.training.loop.PairDataset` and
 :meth:`MSCGMRestorer.restore`):
 
 - degraded ``y``: ``(y − p_lo) / (p_hi − p_lo)`` with its own ``pmin``/``pmax`` percentiles
@@ -19,7 +19,7 @@ Normalisation (used identically by :class:`live_restore.training.PairDataset` an
   and flux, which is what the data-consistency score and the inverse normalisation need.
 
 Scales: the pyramid's LL is the 2^J block mean and the details are scaled to [-1, 1]
-(:class:`live_restore.wavelets.HaarPyramid`); in those units one synthesis step is
+(:class:`live_restore.models.wavelets.HaarPyramid`); in those units one synthesis step is
 ``haar_idwt2(2 · LL, details)`` at every level (:func:`synthesise`).
 """
 
@@ -38,13 +38,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from live_restore import __version__
-from live_restore.bridge import BridgeDenoiser, BrownianBridge
 from live_restore.metrics import fit_affine
-from live_restore.model_files import load_model_files, prepare_model, save_model_files
-from live_restore.networks import DetailHead, PatchDiscriminator, UNet, log_sigma_channel
-from live_restore.noise import estimate_noise
-from live_restore.restorer import RestoreResult, check_batch
-from live_restore.wavelets import HaarPyramid, crop, haar_idwt2, pad_to_multiple
+from live_restore.models.bridge import BridgeDenoiser, BrownianBridge
+from live_restore.models.files import load_model_files, prepare_model, save_model_files
+from live_restore.models.networks import DetailHead, PatchDiscriminator, UNet, log_sigma_channel
+from live_restore.models.noise import estimate_noise
+from live_restore.models.restorer import RestoreResult, check_batch
+from live_restore.models.wavelets import HaarPyramid, crop, haar_idwt2, pad_to_multiple
 
 __all__ = [
     "FORMAT",
@@ -371,7 +371,7 @@ def noise_level(finest_details: Tensor) -> Tensor:
 
 
 class _BridgeDenoiser(nn.Module):
-    """``model(x_t, y, t) → x_t − x_0`` (:data:`live_restore.bridge.BridgeDenoiser`).
+    """``model(x_t, y, t) → x_t − x_0`` (:data:`live_restore.models.bridge.BridgeDenoiser`).
 
     Noise-scaled models also see ``log10 σ`` as a third input channel (FFDNet's noise map).
     """
@@ -721,7 +721,7 @@ def _blend_window(h: int, w: int, overlap: int) -> np.ndarray:
 
 
 class MSCGMRestorer:
-    """:class:`live_restore.restorer.Restorer` over an :class:`MSCGM` model.
+    """:class:`live_restore.models.restorer.Restorer` over an :class:`MSCGM` model.
 
     Frames enter in camera units; each is normalised by its own percentiles, restored (tiled
     with overlap above ``max_tile_pixels``), and mapped back through the same normalisation.
@@ -922,7 +922,7 @@ class MSCGMRestorer:
         The raw frame should be the restored one seen through the task's forward model ``F``
         (affinely fitted to it: photometry is not structure) plus Poisson–Gaussian noise.
         With ``v = gain · F(restored) + floor`` estimated from the raw frame
-        (:func:`live_restore.noise.estimate_noise`, floored at a quarter of ``gain``), a
+        (:func:`live_restore.models.noise.estimate_noise`, floored at a quarter of ``gain``), a
         Gaussian ``G`` (σ = 1.5 px) and ``E(a) = mean((G * (a / √v))²) / Σ G²`` (white noise
         gives 1), the score is
 

@@ -2,7 +2,7 @@
 
 Focusing and finding a cell need the *current* frame, not a queue of old ones: when the
 restorer is slower than the camera, every frame but the newest is dropped (nothing is saved
-in live view; use an MDA with :class:`~live_restore.acquisition.LiveRestorer` to record).
+in live view; use an MDA with :class:`~live_restore.acquisition.live.LiveRestorer` to record).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from psygnal import Signal, SignalGroup
 from pymmcore_plus import CMMCorePlus
 
-from live_restore.restorer import Restorer
+from live_restore.models.restorer import Restorer
 
 log = logging.getLogger(__name__)
 

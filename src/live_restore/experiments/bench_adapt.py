@@ -3,13 +3,14 @@
 For each defect (default: the simulator's ``haze``, ``stripes`` and ``detector``, which the
 base ``denoise`` restorer never saw) one fixed, seeded test set of true pairs is restored by
 five versions of the base model, the last four fine-tuned with the same budget
-(``config.finetune``; the weights trained follow :func:`live_restore.adapt.fine_tune_scope`,
-so with the default ``"auto"`` the ``adapted`` arm trains the heads only and the arms with
-true pairs train every weight — the strongest oracle measured):
+(``config.finetune``; the weights trained follow
+:func:`live_restore.adapt.finetune.fine_tune_scope`, so with the default ``"auto"`` the
+``adapted`` arm trains the heads only and the arms with true pairs train every weight, the
+strongest oracle measured):
 
 - ``base``: no adaptation;
 - ``adapted``: CIN-GAN adaptation from ``n_defective_frames`` (10) *unpaired* defective frames
-  plus a clean library (:func:`live_restore.adapt.learn_defect` then fine-tuning on the
+  plus a clean library (:func:`live_restore.adapt.finetune.learn_defect` then fine-tuning on the
   synthetic pairs) — the product's path, timed as ``minutes``;
 - ``oracle``: fine-tuned on ``oracle_pairs`` (1 000) true pairs of the defect;
 - ``pairs10``: fine-tuned on 10 true pairs only (CARE with little data);
@@ -48,7 +49,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from live_restore import metrics, sim
-from live_restore.adapt import (
+from live_restore.adapt.cingan import CINGAN, DEFAULT_DEFECTS, divergence_psnr, pretrain_cingan
+from live_restore.adapt.finetune import (
     AdaptConfig,
     adapt_preset,
     fine_tune,
@@ -60,8 +62,7 @@ from live_restore.adapt import (
     synthetic_pairs,
     training_set,
 )
-from live_restore.cingan import CINGAN, DEFAULT_DEFECTS, divergence_psnr, pretrain_cingan
-from live_restore.mscgm import MSCGMRestorer, normalise_frame
+from live_restore.models.mscgm import MSCGMRestorer, normalise_frame
 
 __all__ = [
     "BENCH_ADAPT_PRESETS",

@@ -29,7 +29,7 @@ Departures from the released code, each for a reason given in the notes:
   defects free to change gain, offset, very low frequencies (haze) and fine detail (blur).
 
 Frames enter in camera units and are normalised by their own percentiles (the MSCGM
-convention, :func:`live_restore.mscgm.normalise_frame`); the critic and the style statistics
+convention, :func:`live_restore.models.mscgm.normalise_frame`); the critic and the style statistics
 see each patch standardised (zero mean, unit variance), so they judge the *shape* of a defect,
 not a frame's brightness. Defective patches are flipped but never turned a quarter: scan lines
 and axial anisotropy have a direction.
@@ -53,10 +53,10 @@ from torch import Tensor, nn
 
 from live_restore import __version__
 from live_restore.metrics import psnr
-from live_restore.model_files import load_model_files, save_model_files
-from live_restore.mscgm import normalise_frame
+from live_restore.models.files import load_model_files, save_model_files
+from live_restore.models.mscgm import normalise_frame
+from live_restore.models.wavelets import haar_dwt2
 from live_restore.sim import make_pairs
-from live_restore.wavelets import haar_dwt2
 
 __all__ = [
     "CINGAN",

@@ -1,7 +1,7 @@
 """Reduced-light-dose calibration: how far can the dose drop before restoration stops paying?
 
 A sweep acquires ``K`` frames at each dose through the ordinary live pipeline
-(:func:`~live_restore.acquisition.run_acquisition`: raw first, restored beside it) and scores
+(:func:`~live_restore.acquisition.live.run_acquisition`: raw first, restored beside it) and scores
 raw and restored frames against a reference. The answer it gives is a *recommended dose*: the
 lowest dose whose restored frames still meet a quality target, by default the quality of raw
 frames at the reference (highest) dose, and a useq sequence that acquires at that dose.
@@ -55,12 +55,12 @@ import useq
 from pymmcore_plus import CMMCorePlus
 
 from live_restore import sim
-from live_restore.acquisition import managed_core, run_acquisition
-from live_restore.demo import default_config, reference_channels
+from live_restore.acquisition.live import managed_core, run_acquisition
+from live_restore.acquisition.store import AcquisitionStore
+from live_restore.experiments.demo import default_config, reference_channels
 from live_restore.metrics import frc_resolution, psnr, ssim
-from live_restore.restorer import Averaged, Restorer, get_restorer, list_models
+from live_restore.models.restorer import Averaged, Restorer, get_restorer, list_models
 from live_restore.sim.microscope import BLEACH_KAPPA, BLEACH_STED_FACTOR
-from live_restore.store import AcquisitionStore
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +414,7 @@ def run_dose_sweep(
     ``config=None`` uses the simulated confocal/STED microscope. ``modality=None`` sweeps every
     preset of the channel group (STED first) plus ``confocal2sted`` when shipped. The
     reference dose (default: the highest dose) is always swept too. ``samples > 1`` restores
-    every frame as the mean of that many draws (:class:`~live_restore.restorer.Averaged`).
+    every frame as the mean of that many draws (:class:`~live_restore.models.restorer.Averaged`).
     The recommended sequence (``bleach_frames`` frames at the recommended dose) is written to
     ``OUTPUT/recommended_sequence.json`` when a dose meets the target.
     """

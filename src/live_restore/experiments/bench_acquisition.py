@@ -19,8 +19,8 @@ import numpy as np
 import useq
 
 from live_restore import sim
-from live_restore.acquisition import managed_core, run_acquisition
-from live_restore.restorer import Restorer, RestoreResult, get_restorer
+from live_restore.acquisition.live import managed_core, run_acquisition
+from live_restore.models.restorer import Restorer, RestoreResult, get_restorer
 
 
 def _rss_mb() -> float:
@@ -143,7 +143,7 @@ def bench_acquisition(
 
 def bench_simulator(*, frames: int = 200, pairs: int = 16, size: int = 512) -> dict[str, Any]:
     """Frame rate of the simulated camera inside a real MDA, and paired-data throughput."""
-    from live_restore.demo import default_config
+    from live_restore.experiments.demo import default_config
 
     out: dict[str, Any] = {"frame_shape": [size, size], "frames": frames, "mda": {}}
     sequences = {

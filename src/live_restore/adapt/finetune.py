@@ -7,14 +7,14 @@ for them, plus a library of clean (high-dose) frames — their own, or the simul
 1. learns the defect as one new CIN row of a pre-trained CIN-GAN (pre-training one on the
    simulator's defect tasks first if none is given), every other weight frozen, and
    calibrates the row's heads on the whole set of frames
-   (:func:`live_restore.cingan.calibrate_row`);
+   (:func:`live_restore.adapt.cingan.calibrate_row`);
 2. degrades tiles of the clean library with that row, several noisy draws per tile, into
    synthetic (degraded, clean) pairs normalised exactly as the restorer normalises its input
-   (:class:`live_restore.training.PairDataset`);
+   (:class:`live_restore.training.loop.PairDataset`);
 3. mixes in any real pairs the user has, as a fixed fraction of the training set (the seed's
    ``alpha``: ``n_fake = n_real · (1/alpha − 1)``);
 4. fine-tunes a copy of the base restorer (the weights of :func:`fine_tune_scope`) with
-   :func:`live_restore.training.train` and writes a new model whose JSON records what it was
+   :func:`live_restore.training.loop.train` and writes a new model whose JSON records what it was
    adapted from: the base model's name and checksum, the defect, a checksum of the frames
    used, the calibration and every setting;
 5. if the user has a few held-out real pairs (never trained on), restores them with the base
@@ -22,7 +22,7 @@ for them, plus a library of clean (high-dose) frames — their own, or the simul
    made things worse: it can (a learned row may even invert a defect, see the README), and
    without this check only the user's eye would notice.
 
-Swapping models in a live session is a new :class:`~live_restore.acquisition.LiveRestorer`
+Swapping models in a live session is a new :class:`~live_restore.acquisition.live.LiveRestorer`
 (or ``run_acquisition``) with the adapted restorer: the store records per frame which model
 version restored it.
 """
@@ -42,7 +42,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from live_restore import metrics
-from live_restore.cingan import (
+from live_restore.adapt.cingan import (
     CINGAN,
     DEFAULT_DEFECTS,
     GANTrainConfig,
@@ -52,9 +52,9 @@ from live_restore.cingan import (
     out_of_focus,
     pretrain_cingan,
 )
-from live_restore.mscgm import MSCGMRestorer, match_target, normalise_frame
-from live_restore.restorer import get_restorer
-from live_restore.training import PairDataset, TrainConfig, train
+from live_restore.models.mscgm import MSCGMRestorer, match_target, normalise_frame
+from live_restore.models.restorer import get_restorer
+from live_restore.training.loop import PairDataset, TrainConfig, train
 
 __all__ = [
     "ADAPT_PRESETS",
@@ -339,7 +339,7 @@ def learn_defect(
 ) -> dict[str, float]:
     """Append a CIN row for ``defect`` to ``gan``, train it (every other weight frozen) on
     unpaired ``(N, Y, X)`` defective and clean frames in camera units, then refit its heads
-    on the whole set (:func:`live_restore.cingan.calibrate_row`, whose result is returned)."""
+    on the whole set (:func:`live_restore.adapt.cingan.calibrate_row`, whose result is returned)."""
     gan.add_defect(defect)
     cfg = gan.config
     clean_n = normalise_frames(clean, cfg.pmin, cfg.pmax)
@@ -354,7 +354,7 @@ def fine_tune_scope(
 ) -> Literal["all", "heads"]:
     """The weights fine-tuning trains: ``config.scope``, with ``"auto"`` resolved to the heads
     when every pair is synthetic and the new row adds no out-of-focus light (calibrated by
-    :func:`live_restore.cingan.calibrate_row`), and to all weights otherwise.
+    :func:`live_restore.adapt.cingan.calibrate_row`), and to all weights otherwise.
 
     Haze lives in the coarsest LL band, which only the bridge restores: with the bridge
     frozen no synthetic pair can teach its removal. Every other defect keeps the bridge

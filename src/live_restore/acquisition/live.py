@@ -27,9 +27,9 @@ from psygnal import Signal, SignalGroup
 from pymmcore_plus import CMMCorePlus
 from pymmcore_plus.mda import MDAEngine
 
-from live_restore.engine import DrainingEngine
-from live_restore.restorer import Restorer
-from live_restore.store import AcquisitionStore, FrameIndex
+from live_restore.acquisition.engine import DrainingEngine
+from live_restore.acquisition.store import AcquisitionStore, FrameIndex
+from live_restore.models.restorer import Restorer
 
 if TYPE_CHECKING:
     import useq

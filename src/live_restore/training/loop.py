@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from live_restore import __version__
-from live_restore.mscgm import MSCGMConfig, match_target, normalise_frame
+from live_restore.models.mscgm import MSCGMConfig, match_target, normalise_frame
 from live_restore.sim import make_pairs
 
 __all__ = ["PRESETS", "PairDataset", "TrainConfig", "TrainableModel", "preset", "train"]
@@ -120,7 +120,8 @@ class PairDataset:
     Pairs come from :func:`live_restore.sim.make_pairs` and are cached as ``.npz`` in
     ``cache_dir`` (keyed by every argument), so a resumed run does not regenerate them. Each
     degraded frame is normalised by its own percentiles and each target matched to it
-    (:func:`live_restore.mscgm.match_target`), exactly as the restorer normalises at inference.
+    (:func:`live_restore.models.mscgm.match_target`), exactly as the restorer normalises at
+    inference.
 
     Parameters
     ----------

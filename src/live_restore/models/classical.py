@@ -10,8 +10,8 @@ import numpy as np
 import pywt
 from skimage.restoration import denoise_wavelet
 
-from live_restore.noise import anscombe, estimate_noise, inverse_anscombe
-from live_restore.restorer import RestoreResult, check_batch, settings_checksum
+from live_restore.models.noise import anscombe, estimate_noise, inverse_anscombe
+from live_restore.models.restorer import RestoreResult, check_batch, settings_checksum
 
 
 class ClassicalRestorer:

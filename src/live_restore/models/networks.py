@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from live_restore.bridge import timestep_embedding
-from live_restore.wavelets import haar_dwt2
+from live_restore.models.bridge import timestep_embedding
+from live_restore.models.wavelets import haar_dwt2
 
 __all__ = ["DetailHead", "PatchDiscriminator", "ResBlock", "UNet", "smooth_details"]
 

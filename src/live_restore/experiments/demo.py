@@ -15,10 +15,10 @@ import numpy as np
 import useq
 
 from live_restore import sim
-from live_restore.acquisition import AcquisitionReport, managed_core, run_acquisition
+from live_restore.acquisition.live import AcquisitionReport, managed_core, run_acquisition
+from live_restore.acquisition.store import AcquisitionStore, FrameStatus
 from live_restore.metrics import psnr, ssim
-from live_restore.restorer import Restorer, get_restorer, list_models
-from live_restore.store import AcquisitionStore, FrameStatus
+from live_restore.models.restorer import Restorer, get_restorer, list_models
 
 SIM_CONFIG_NAME = "sim_confocal_sted.cfg"
 DEMO_CHANNELS = ("Confocal", "STED")
@@ -49,8 +49,8 @@ def reference_channels(restorers: dict[str, Restorer]) -> dict[str, str]:
 
 def default_config() -> Path:
     """The simulated confocal/STED config: packaged with the wheel, or in the source tree."""
-    here = Path(__file__).resolve().parent
-    for folder in (here / "hardware_configs", here.parents[1] / "hardware_configs"):
+    package = Path(__file__).resolve().parents[1]
+    for folder in (package / "hardware_configs", package.parents[1] / "hardware_configs"):
         if (folder / SIM_CONFIG_NAME).is_file():
             return folder / SIM_CONFIG_NAME
     raise FileNotFoundError(f"{SIM_CONFIG_NAME} is missing from this installation")

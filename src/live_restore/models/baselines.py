@@ -1,9 +1,9 @@
 """Baseline restorers MSCGM is judged against: CARE and a conditional DDPM.
 
-Both are trained by :func:`live_restore.training.train` on the same :class:`PairDataset` as
+Both are trained by :func:`live_restore.training.loop.train` on the same :class:`PairDataset` as
 MSCGM (same simulated pairs, same per-frame percentile normalisation, same target matching:
 build it with ``PairDataset.for_model(config.data_config(), ...)``), and both use
-:class:`live_restore.networks.UNet` at the width of MSCGM's bridge U-Net
+:class:`live_restore.models.networks.UNet` at the width of MSCGM's bridge U-Net
 (``MSCGMConfig.bridge_channels`` and ``bridge_mults``), but at full resolution.
 
 - :class:`CARE` follows the CSBDeep recipe (notes/cingan_ddpm_sim.md §3): a residual U-Net
@@ -17,7 +17,7 @@ build it with ``PairDataset.for_model(config.data_config(), ...)``), and both us
   exceeds 1.
 
 Model files are ``NAME.safetensors`` + ``NAME.json`` as for MSCGM
-(:mod:`live_restore.model_files`), with the formats ``live_restore.care`` and
+(:mod:`live_restore.models.files`), with the formats ``live_restore.care`` and
 ``live_restore.ddpm``.
 """
 
@@ -37,11 +37,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from live_restore import __version__
-from live_restore.model_files import load_model_files, prepare_model, save_model_files
-from live_restore.mscgm import MSCGMConfig, normalise_frame
-from live_restore.networks import UNet
-from live_restore.restorer import RestoreResult, check_batch
-from live_restore.wavelets import crop, pad_to_multiple
+from live_restore.models.files import load_model_files, prepare_model, save_model_files
+from live_restore.models.mscgm import MSCGMConfig, normalise_frame
+from live_restore.models.networks import UNet
+from live_restore.models.restorer import RestoreResult, check_batch
+from live_restore.models.wavelets import crop, pad_to_multiple
 
 __all__ = [
     "CARE",
@@ -320,7 +320,7 @@ class ConditionalDDPM(nn.Module):
 
 class _BaselineRestorer(ABC):
     """Restorer plumbing shared by the baselines: per-frame percentile normalisation in and
-    its inverse out (as :class:`live_restore.mscgm.MSCGMRestorer`), pad to the U-Net's
+    its inverse out (as :class:`live_restore.models.mscgm.MSCGMRestorer`), pad to the U-Net's
     multiple and crop, inference mode, CUDA with bf16 autocast when present, model files."""
 
     name: str
@@ -438,7 +438,7 @@ class _BaselineRestorer(ABC):
 
 
 class CARERestorer(_BaselineRestorer):
-    """:class:`live_restore.restorer.Restorer` over a :class:`CARE` model (deterministic:
+    """:class:`live_restore.models.restorer.Restorer` over a :class:`CARE` model (deterministic:
     ``std`` is None whatever ``samples``; there are no sampling steps)."""
 
     name = "care"
@@ -459,7 +459,7 @@ class CARERestorer(_BaselineRestorer):
 
 
 class DDPMRestorer(_BaselineRestorer):
-    """:class:`live_restore.restorer.Restorer` over a :class:`ConditionalDDPM`.
+    """:class:`live_restore.models.restorer.Restorer` over a :class:`ConditionalDDPM`.
 
     One sample: DDIM with ``eta`` (0: deterministic given the seed). ``samples = K``: K draws
     with ``sample_eta`` (1), mean and standard deviation (DDPM-avg, notes §2).

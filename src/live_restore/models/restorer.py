@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-MODELS_DIR = Path(__file__).parent / "models"
+MODELS_DIR = Path(__file__).parents[1] / "weights"
 USER_MODELS_DIR = Path.home() / ".live_restore" / "models"
 
 
@@ -105,9 +105,9 @@ _BUILTINS: dict[str, Callable[..., Restorer]] = {}
 # Model-file formats (the "format" field of NAME.json) → the class that loads them; imported
 # only when such a file is opened, so listing models never imports torch.
 _LOADERS = {
-    "live_restore.mscgm": ("live_restore.mscgm", "MSCGMRestorer"),
-    "live_restore.care": ("live_restore.baselines", "CARERestorer"),
-    "live_restore.ddpm": ("live_restore.baselines", "DDPMRestorer"),
+    "live_restore.mscgm": ("live_restore.models.mscgm", "MSCGMRestorer"),
+    "live_restore.care": ("live_restore.models.baselines", "CARERestorer"),
+    "live_restore.ddpm": ("live_restore.models.baselines", "DDPMRestorer"),
 }
 
 
@@ -162,8 +162,8 @@ def get_restorer(name: str, device: str | None = None) -> Restorer:
 
 
 def _classical(device: str | None = None) -> Restorer:
-    """Imported on first use: ``live_restore.classical`` imports this module."""
-    from live_restore.classical import ClassicalRestorer
+    """Imported on first use: ``live_restore.models.classical`` imports this module."""
+    from live_restore.models.classical import ClassicalRestorer
 
     return ClassicalRestorer(device=device)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from live_restore.restorer import Restorer
-from live_restore.store import read_image_array
+from live_restore.acquisition.store import read_image_array
+from live_restore.models.restorer import Restorer
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
