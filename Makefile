@@ -3,7 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test lint bench-acquisition clean
+.PHONY: demo test lint bench-acquisition peers clean
+
+# CAREamics (the N2V2 peer of `live-restore bench real`) pins an older torch/torchvision pair,
+# so it gets its own environment; see live_restore/experiments/peers.py.
+PEERS_VENV ?= .venv-peers
 
 $(BIN)/live-restore: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +25,13 @@ test: $(BIN)/live-restore
 
 bench-acquisition: $(BIN)/live-restore
 	$(BIN)/live-restore bench acquisition --json bench_acquisition.json
+
+peers: $(PEERS_VENV)/bin/careamics-installed
+
+$(PEERS_VENV)/bin/careamics-installed:
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q careamics==0.3.5
+	touch $@
 
 clean:
 	rm -rf $(VENV) live-restore-demo.ome.zarr live-restore-demo.ome.png

@@ -8,8 +8,8 @@ import pytest
 from pymmcore_plus.experimental.unicore import UniMMCore
 
 from cameras import RampCamera
-from live_restore.acquisition.live import managed_core, shutdown_core
-from live_restore.models.restorer import RestoreResult, check_batch
+from live_restore.acquisition.core import managed_core, shutdown_core
+from live_restore.models.protocol import RestoreResult, check_batch
 
 
 @pytest.fixture

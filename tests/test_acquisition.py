@@ -17,7 +17,8 @@ import yaozarrs
 from pymmcore_plus.mda import MDAEngine
 
 from live_restore.acquisition.engine import DrainingEngine
-from live_restore.acquisition.live import LiveRestorer, resume, run_acquisition
+from live_restore.acquisition.hook import LiveRestorer
+from live_restore.acquisition.run import resume, run_acquisition
 from live_restore.acquisition.store import AcquisitionStore, FrameStatus
 from live_restore.experiments.bench_acquisition import SlowRestorer
 from live_restore.models.classical import ClassicalRestorer
@@ -82,6 +83,39 @@ def test_frame_restored_signal_carries_restored_frame_and_event(democore, tmp_pa
     store.close()
     assert sorted(event.index["t"] for _, event in got) == [0, 1, 2, 3]
     assert all(img.shape == (80, 96) and img.dtype == np.float32 for img, _ in got)
+
+
+def test_live_restorer_as_an_mda_output_handler_restores_every_frame(pycam_core, tmp_path):
+    """``core.mda.run(seq, output=live)``: pymmcore-plus drives the hook through its handler
+    methods (on its relay thread); the engine is left as the caller set it."""
+    core = pycam_core(shape=(40, 48))
+    emitted = _capture_frames(core)
+    seq = _timelapse(9)
+    store = AcquisitionStore.from_sequence(tmp_path / "h.zarr", seq, (40, 48), "uint16")
+    live = LiveRestorer(core, ClassicalRestorer(), store, batch_size=2)
+    core.mda.run(seq, output=live)
+    assert type(core.mda.engine) is MDAEngine
+    assert live.raw_frames_written == 9  # the relay has delivered every frame before run returns
+    assert live.wait(timeout=30)
+    assert live.stats.restored == 9 and live.stats.failed == 0
+    restored = ClassicalRestorer().restore(np.stack(emitted).astype(np.float32)).mean
+    for t, frame in enumerate(emitted):
+        np.testing.assert_array_equal(store.read_raw({"t": t}), frame)
+        np.testing.assert_allclose(store.read_restored({"t": t}), restored[t], rtol=1e-5)
+    assert store.pending() == []
+    store.close()
+
+
+def test_the_draining_engine_refuses_another_pymmcore_plus(democore, tmp_path, monkeypatch):
+    import pymmcore_plus
+
+    monkeypatch.setattr(pymmcore_plus, "__version__", "0.19.0")
+    with pytest.raises(RuntimeError, match=r"pymmcore-plus==0\.18\.1, found '0\.19\.0'"):
+        DrainingEngine.replacing(democore.mda.engine)
+    with pytest.raises(RuntimeError, match=r"0\.19\.0"):
+        run_acquisition(democore, _timelapse(1), tmp_path / "v.zarr", ClassicalRestorer())
+    assert not (tmp_path / "v.zarr").exists()  # refused before the store was created
+    assert type(democore.mda.engine) is MDAEngine
 
 
 def test_failing_restorer_flags_frame_and_acquisition_continues(pycam_core, fail_on_frame,
@@ -282,7 +316,7 @@ KILL_SCRIPT = textwrap.dedent(
     import sys, useq
     from cameras import RampCamera
     from pymmcore_plus.experimental.unicore import UniMMCore
-    from live_restore.acquisition.live import LiveRestorer
+    from live_restore.acquisition.hook import LiveRestorer
     from live_restore.experiments.bench_acquisition import SlowRestorer
     from live_restore.models.classical import ClassicalRestorer
     from live_restore.acquisition.store import AcquisitionStore

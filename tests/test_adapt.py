@@ -20,7 +20,9 @@ from live_restore.adapt.finetune import (
     real_pairs,
     training_set,
 )
-from live_restore.models.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+from live_restore.experiments.sources import simulator_sources
+from live_restore.models.configs import MSCGMConfig
+from live_restore.models.mscgm import MSCGM, MSCGMRestorer
 from live_restore.models.restorer import get_restorer
 from tiny_models import SMALL_MSCGM
 
@@ -76,9 +78,12 @@ def test_bad_inputs_give_clear_errors(base, gan, tmp_path, case, change, message
     assert not (tmp_path / "adapted.json").exists()
 
 
-def test_default_cingan_refuses_a_simulator_defect_name(base, tmp_path):
+def test_pretraining_sources_refuse_their_own_defect_name_and_are_required(base, tmp_path):
     with pytest.raises(ValueError, match="'stripes' already exists"):
-        adapt(base, "stripes", _stack(1, 0), _stack(1, 1), out=tmp_path / "a", preset="tiny")
+        adapt(base, "stripes", _stack(1, 0), _stack(1, 1), out=tmp_path / "a", preset="tiny",
+              pretrain_sources=simulator_sources())
+    with pytest.raises(ValueError, match="no CIN-GAN given and no pair sources"):
+        adapt(base, "camera", _stack(1, 0), _stack(1, 1), out=tmp_path / "a", preset="tiny")
 
 
 def test_adapted_model_round_trips_and_records_provenance(base, gan, tmp_path, caplog):
@@ -121,9 +126,11 @@ def test_adapted_model_round_trips_and_records_provenance(base, gan, tmp_path, c
 def test_pretrains_a_cingan_when_none_is_given(base, tmp_path):
     stages: set[str] = set()
     path = adapt(base, "camera", _stack(1, 0), _stack(1, 1), out=tmp_path / "a", preset="tiny",
+                 pretrain_sources=simulator_sources(("haze", "stripes")),
                  progress=lambda stage, step, total: stages.add(stage))
     assert stages == {"pretrain", "defect", "finetune"}
-    assert "stripes" in json.loads(path.read_text())["adaptation"]["cingan"]["defects"]
+    defects = json.loads(path.read_text())["adaptation"]["cingan"]["defects"]
+    assert defects == ["haze", "stripes", "camera"]
 
 
 def test_check_pairs_warn_when_the_adapted_model_scores_below_its_base(

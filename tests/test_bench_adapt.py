@@ -8,8 +8,16 @@ import pytest
 import torch
 
 from live_restore.adapt.finetune import adapt_preset
-from live_restore.experiments.bench_adapt import AdaptBenchConfig, bench_adapt, bench_gan_sharing
-from live_restore.models.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+from live_restore.experiments.bench_adapt import (
+    REPORT_TEST_SEED,
+    SELECTION_SEEDS,
+    AdaptBenchConfig,
+    bench_adapt,
+    bench_gan_sharing,
+)
+from live_restore.experiments.seeds import SeedSet
+from live_restore.models.configs import MSCGMConfig
+from live_restore.models.mscgm import MSCGM, MSCGMRestorer
 from tiny_models import SMALL_MSCGM
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -55,6 +63,20 @@ def test_every_arm_is_measured_on_a_defect_new_to_the_cingan(base):
         )
     assert any("learning the CIN row" in line for line in lines)
     assert result["settings"]["oracle_pairs"] == 3
+    test = result["report_seeds"]["test"]
+    assert test["seed"] == result["test_seed"] == REPORT_TEST_SEED and test["pairs"] == 1
+    assert [s["seed"] for s in result["report_seeds"]["training"]] == [1, 2, 3, 4]
+    assert {s["seed"] for s in result["selection_seeds"]} == {20_000, 1, 2, 3, 4, 5}
+
+
+def test_report_test_set_is_disjoint_from_the_pairs_the_scope_rule_was_chosen_on():
+    test = SeedSet(seed=REPORT_TEST_SEED, pairs=16, use="report")
+    for chosen in SELECTION_SEEDS:
+        assert not test.pair_seeds() & chosen.pair_seeds(), chosen.use
+    assert SELECTION_SEEDS[0].seed == 20_000  # the former test set of `bench adapt --quick`
+    # a run whose own training draws would land on the report pairs is refused before work
+    with pytest.raises(ValueError, match=f"report seed {REPORT_TEST_SEED} shares 1 pair"):
+        bench_adapt(("haze",), "no-such-model", config=TINY, seed=REPORT_TEST_SEED - 1)
 
 
 @pytest.mark.parametrize(
@@ -77,5 +99,7 @@ def test_gan_sharing_scores_shared_and_separate_gans_per_task_and_pair_count(bas
     assert math.isfinite(row["base_psnr"])
     assert set(row["2"]) == {"shared", "separate"}
     assert all(math.isfinite(v) for v in row["2"].values())
+    assert result["report_seeds"]["test"]["seed"] == REPORT_TEST_SEED
+    assert result["selection_seeds"][0]["seed"] == 20_000
     with pytest.raises(ValueError, match="unknown task"):
         bench_gan_sharing(("blur",), config=TINY)

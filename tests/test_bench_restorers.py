@@ -7,15 +7,10 @@ import pytest
 import torch
 
 from live_restore.experiments import bench_restorers as bench
-from live_restore.models.baselines import (
-    CARE,
-    CAREConfig,
-    CARERestorer,
-    ConditionalDDPM,
-    DDPMConfig,
-    DDPMRestorer,
-)
-from live_restore.models.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+from live_restore.models.care import CARE, CARERestorer
+from live_restore.models.configs import CAREConfig, DDPMConfig, MSCGMConfig
+from live_restore.models.ddpm import ConditionalDDPM, DDPMRestorer
+from live_restore.models.mscgm import MSCGM, MSCGMRestorer
 from tiny_models import SMALL_MSCGM, TINY_BASELINE
 
 ROW_KEYS = {"psnr", "psnr_affine", "ssim", "frc_resolution_nm", "ms_per_frame", "steps", "params"}
@@ -103,3 +98,26 @@ def test_targets_check():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         bench.bench_restorers(**kwargs)
+
+
+def test_report_seeds_are_disjoint_from_the_selection_and_training_seeds(monkeypatch):
+    from live_restore.experiments.seeds import SeedSet
+    from live_restore.sim.tasks import pair_seed
+
+    calls: list[int] = []
+    monkeypatch.setattr(bench, "_bench_task", lambda task, paths, frames, size, seed, device:
+                        calls.append(seed) or {"methods": {}, "frame_shape": [size, size]})
+    result = bench.bench_restorers(tasks=("denoise",), frames=3, size=16)
+    assert calls == [bench.REPORT_SEED]
+    report = SeedSet.model_validate(result["report_seeds"])
+    assert report == SeedSet(seed=bench.REPORT_SEED, pairs=3, use=report.use)
+    chosen = [SeedSet.model_validate(s) for s in result["selection_seeds"]]
+    assert {s.seed for s in chosen} == {5_000, 10_000}  # validation and held-out A/B pairs
+    trained = [SeedSet.model_validate(s) for s in result["training_seeds"]]
+    for other in (*chosen, *trained):
+        assert not report.pair_seeds() & other.pair_seeds()
+    assert report.pair_seeds() == {pair_seed(bench.REPORT_SEED, i) for i in range(3)}
+    # the former test seed, on which the shipped settings were compared, is refused
+    with pytest.raises(ValueError, match="report seed 10000 shares 2 pair"):
+        bench.bench_restorers(tasks=("denoise",), frames=2, size=16, seed=10_000)
+    assert calls == [bench.REPORT_SEED]

@@ -8,7 +8,8 @@ from itertools import pairwise
 import pytest
 import torch
 
-from live_restore.models.bridge import BrownianBridge, timestep_embedding
+from live_restore.models.bridge import BrownianBridge
+from live_restore.models.timesteps import sampling_timesteps, timestep_embedding
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -331,3 +332,16 @@ def test_bad_tensors_raise():
         bridge.p_sample(_toy_model, x0, y, 3, 3)
     with pytest.raises(ValueError, match="dim must be an integer >= 1, got 0"):
         timestep_embedding(torch.arange(3), 0)
+
+
+def test_one_sampling_grid_helper_for_the_bridge_and_the_ddpm():
+    # the bridge floors, the DDPM rounds to the nearest: they agree when S divides T ...
+    assert sampling_timesteps(200, 4) == sampling_timesteps(200, 4, "nearest") == [
+        200, 150, 100, 50, 0
+    ]
+    # ... and each keeps its own rounding otherwise, so trained models sample as evaluated
+    assert sampling_timesteps(1000, 3) == [1000, 666, 333, 0]
+    assert sampling_timesteps(1000, 3, "nearest") == [1000, 667, 333, 0]
+    assert BrownianBridge(1000).timesteps(3) == sampling_timesteps(1000, 3)
+    with pytest.raises(ValueError, match=r"steps must be an integer in \[1, 200\], got 201"):
+        sampling_timesteps(200, 201, "nearest")

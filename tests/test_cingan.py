@@ -12,17 +12,18 @@ from live_restore.adapt.cingan import (
     OUT_OF_FOCUS_SIGMAS_PX,
     CINGANConfig,
     GANTrainConfig,
-    _crops,
     calibrate_row,
     fit_cingan,
     floor_slope,
     gradient_penalty,
     normalise_frames,
     out_of_focus,
-    simulated_defect_frames,
+    random_crops,
     style_loss,
     style_statistics,
+    unpaired_frames,
 )
+from live_restore.experiments.sources import simulator_pairs
 
 TINY = {"channels": 4, "n_res": 1, "critic_channels": 4, "critic_layers": 2}
 TINY_FIT = GANTrainConfig(steps=3, batch_size=2, patch_size=32, n_critic=1, lr_g=1e-2)
@@ -117,7 +118,7 @@ def test_noise_head_is_stochastic_around_the_expected_image():
 
 def test_style_statistics_distinguish_two_defect_types():
     def stack(task: str, seed: int) -> torch.Tensor:
-        _, defective = simulated_defect_frames(task, 4, seed, 64)
+        _, defective = unpaired_frames(simulator_pairs(task), 4, seed, 64)
         return torch.from_numpy(np.stack(normalise_frames(defective, 0.2, 99.8)))[:, None]
 
     stripes, stripes2 = stack("stripes", 0), stack("stripes", 10)
@@ -223,8 +224,8 @@ def test_a_new_defect_starts_from_the_identity_body():
 def test_defective_crops_keep_their_rows_and_columns():
     frame = np.zeros((1, 32, 32), np.float32)
     frame[0, 5] = 1.0  # one bright scan line
-    kept = _crops([frame], 64, 16, torch.Generator().manual_seed(0), turn=False)[:, 0]
-    turned = _crops([frame], 64, 16, torch.Generator().manual_seed(0))[:, 0]
+    kept = random_crops([frame], 64, 16, torch.Generator().manual_seed(0), turn=False)[:, 0]
+    turned = random_crops([frame], 64, 16, torch.Generator().manual_seed(0))[:, 0]
     assert set(kept.sum(dim=-1).unique().tolist()) == {0.0, 16.0}  # lit rows are whole rows
     assert (kept.sum(dim=-2) <= 1).all()  # and never a column
     assert (turned.sum(dim=-2) == 16).any()  # a quarter turn makes some of them columns

@@ -219,7 +219,8 @@ def test_bench_adapt_writes_its_json_and_prints_the_summary(
 
 def test_adapt_tiny_writes_an_adapted_model_and_refuses_a_known_defect(tmp_path):
     from live_restore import sim
-    from live_restore.models.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
+    from live_restore.models.configs import MSCGMConfig
+    from live_restore.models.mscgm import MSCGM, MSCGMRestorer
     from tiny_models import SMALL_MSCGM
 
     base = MSCGMRestorer(MSCGM(MSCGMConfig.for_task("denoise", **SMALL_MSCGM)), device="cpu")

@@ -11,18 +11,18 @@ import pytest
 import useq
 from pymmcore_plus.experimental.unicore import UniMMCore
 
-from live_restore.acquisition.live import managed_core
+from live_restore.acquisition.core import managed_core
 from live_restore.acquisition.store import AcquisitionStore
 from live_restore.experiments.demo import default_config
 from live_restore.experiments.dose import (
     DoseSweepReport,
     Target,
-    _recommend,
     dose_control,
     parse_doses,
     parse_target,
     plot_strip,
     plot_sweep,
+    recommend,
     run_dose_sweep,
 )
 
@@ -90,8 +90,8 @@ def test_bad_target_is_refused(text: str) -> None:
 def test_recommendation_needs_every_higher_dose_to_pass() -> None:
     target = Target("ssim", ">=", 0.8)
     # dose 1 passes by luck of its field, dose 2 fails: 1 must not be recommended
-    assert _recommend([1, 2, 5, 10], [0.85, 0.7, 0.82, 0.9], target)[0] == 5
-    dose, note = _recommend([1, 2], [0.1, 0.2], target)
+    assert recommend([1, 2, 5, 10], [0.85, 0.7, 0.82, 0.9], target)[0] == 5
+    dose, note = recommend([1, 2], [0.1, 0.2], target)
     assert dose is None and "no dose meets" in note
 
 

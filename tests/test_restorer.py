@@ -10,7 +10,8 @@ import pytest
 
 from live_restore.models.classical import ClassicalRestorer
 from live_restore.models.noise import NoiseModel, anscombe, estimate_noise, inverse_anscombe
-from live_restore.models.restorer import Restorer, check_batch, get_restorer, list_models
+from live_restore.models.protocol import Restorer, check_batch
+from live_restore.models.restorer import get_restorer, list_models
 
 
 def _scene(shape=(128, 128)) -> np.ndarray:

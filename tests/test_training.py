@@ -9,8 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from live_restore.models.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
-from live_restore.training.loop import PairDataset, preset, train
+from live_restore.experiments.sources import simulator_pairs
+from live_restore.models.configs import MSCGMConfig
+from live_restore.models.mscgm import MSCGM, MSCGMRestorer
+from live_restore.training.data import PairDataset
+from live_restore.training.loop import preset, train
 from tiny_models import SMALL_MSCGM, one_step_changes_loss
 
 
@@ -22,7 +25,8 @@ def _model() -> MSCGM:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> PairDataset:
     return PairDataset.for_model(
-        _model().config, n=2, seed=0, size=64, cache_dir=tmp_path_factory.mktemp("pairs")
+        _model().config, n=2, seed=0, size=64, cache_dir=tmp_path_factory.mktemp("pairs"),
+        make_pairs=simulator_pairs("sted_denoise"),
     )
 
 
@@ -43,10 +47,34 @@ def test_dataset_is_normalised_cached_and_augmented(dataset, tmp_path):
     assert torch.equal(d, d2)
     with pytest.raises(ValueError, match="exceeds"):
         dataset.batch(1, 128, torch.Generator())
-    first = PairDataset("sted_denoise", 1, 7, 32, cache_dir=tmp_path)
+    config = _model().config
+    first = PairDataset.for_model(config, 1, 7, 32, tmp_path,
+                                  make_pairs=simulator_pairs("sted_denoise"))
     assert len(list(tmp_path.glob("pairs_*.npz"))) == 1
-    again = PairDataset("sted_denoise", 1, 7, 32, cache_dir=tmp_path)
+
+    def no_draws(n: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        raise AssertionError("a cached dataset must not draw its pairs again")
+
+    again = PairDataset.for_model(config, 1, 7, 32, tmp_path, make_pairs=no_draws)
     np.testing.assert_array_equal(first.target, again.target)
+
+
+def test_dataset_takes_any_pair_source_and_normalises_it_like_the_restorer():
+    rng = np.random.default_rng(0)
+    calls: list[tuple[int, int, int]] = []
+
+    def source(n: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        calls.append((n, seed, size))
+        target = rng.gamma(2.0, 50.0, (n, size, size)).astype(np.float32)
+        return (3.0 * target + 100.0).astype(np.float32), target
+
+    data = PairDataset.for_model(_model().config, 2, 5, 16, make_pairs=source)
+    assert calls == [(2, 5, 16)]
+    # an affine camera: the matched target equals the normalised degraded frame
+    np.testing.assert_allclose(data.target, data.degraded, atol=1e-4)
+    assert np.percentile(data.degraded[0], 0.2) == pytest.approx(0.0, abs=1e-4)
+    with pytest.raises(ValueError, match="one shape"):
+        PairDataset(np.zeros((2, 8, 8)), np.zeros((2, 8, 4)))
 
 
 def test_presets():
@@ -105,3 +133,14 @@ def test_resume_refuses_another_config(dataset, tmp_path):
 
     with pytest.raises(ValueError, match="another training config"):
         train(_model(), dataset, preset("tiny", steps=5, lr=1.0), tmp_path)
+
+
+def test_training_and_adaptation_never_import_the_simulator():
+    import subprocess
+    import sys
+
+    code = ("import sys, live_restore.training.loop, live_restore.training.data, "
+            "live_restore.adapt.cingan, live_restore.adapt.finetune; "
+            "print(sorted(m for m in sys.modules if m.startswith('live_restore.sim')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -13,15 +13,15 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "AcquisitionStore": "live_restore.acquisition.store",
     "FrameStatus": "live_restore.acquisition.store",
-    "LiveRestorer": "live_restore.acquisition.live",
+    "LiveRestorer": "live_restore.acquisition.hook",
     "LiveView": "live_restore.acquisition.liveview",
     "RestoreResult": "live_restore.models.restorer",
     "Restorer": "live_restore.models.restorer",
     "get_restorer": "live_restore.models.restorer",
     "list_models": "live_restore.models.restorer",
-    "managed_core": "live_restore.acquisition.live",
-    "resume": "live_restore.acquisition.live",
-    "run_acquisition": "live_restore.acquisition.live",
+    "managed_core": "live_restore.acquisition.core",
+    "resume": "live_restore.acquisition.run",
+    "run_acquisition": "live_restore.acquisition.run",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

@@ -101,7 +101,8 @@ def acquire(
     """Run a useq sequence on any Micro-Manager config and restore it live."""
     import useq
 
-    from live_restore.acquisition.live import managed_core, run_acquisition
+    from live_restore.acquisition.core import managed_core
+    from live_restore.acquisition.run import run_acquisition
     from live_restore.models.restorer import get_restorer
 
     try:
@@ -124,7 +125,7 @@ def resume(
     device: Annotated[str | None, typer.Option(help="torch device")] = None,
 ) -> None:
     """Restore the frames the store's ledger does not mark done."""
-    from live_restore.acquisition.live import resume as resume_store
+    from live_restore.acquisition.run import resume as resume_store
     from live_restore.models.restorer import get_restorer
 
     try:
@@ -199,16 +200,12 @@ def train(
 ) -> None:
     """Train MSCGM (or a baseline) on simulated pairs; same data and budget for every method."""
     from live_restore import sim
-    from live_restore.models.baselines import (
-        CARE,
-        CAREConfig,
-        CARERestorer,
-        ConditionalDDPM,
-        DDPMConfig,
-        DDPMRestorer,
-    )
-    from live_restore.models.mscgm import MSCGM, MSCGMConfig, MSCGMRestorer
-    from live_restore.training.loop import PairDataset
+    from live_restore.experiments.sources import simulator_pairs
+    from live_restore.models.care import CARE, CARERestorer
+    from live_restore.models.configs import CAREConfig, DDPMConfig, MSCGMConfig
+    from live_restore.models.ddpm import ConditionalDDPM, DDPMRestorer
+    from live_restore.models.mscgm import MSCGM, MSCGMRestorer
+    from live_restore.training.data import PairDataset
     from live_restore.training.loop import preset as training_preset
     from live_restore.training.loop import train as run_training
 
@@ -226,7 +223,7 @@ def train(
         data_config = model_config if method == "mscgm" else model_config.data_config()
         workdir = workdir or Path("runs") / out.name
         data = PairDataset.for_model(data_config, config.n_pairs, seed, config.pair_size,
-                                     cache_dir=workdir)
+                                     cache_dir=workdir, make_pairs=simulator_pairs(task))
         with Progress(console=console) as progress:
             bar = progress.add_task(f"training {method} on {task} ({preset})",
                                     total=config.steps)
@@ -253,6 +250,49 @@ def models() -> None:
 
 
 @app.command()
+def calibrate(
+    out: Annotated[Path, typer.Option(help="calibration JSON to write (CAL.json)")],
+    config: Annotated[Path | None, typer.Option(
+        help="Micro-Manager config to snap from (default: the simulated microscope)")] = None,
+    frames: Annotated[int, typer.Option(help="frames to snap of a static scene")] = 32,
+    stack: Annotated[Path | None, typer.Option(
+        help="calibrate from a recorded (N, Y, X) TIFF stack instead of a camera")] = None,
+    dark: Annotated[Path | None, typer.Option(
+        help="(M, Y, X) TIFF stack taken with the shutter closed: offset and read noise")] = None,
+) -> None:
+    """Detector calibration (gain, offset, read noise, correlation) from a static burst."""
+    import tifffile
+
+    from live_restore.models.calibration import calibrate_burst
+
+    try:
+        if stack is not None:
+            burst, source = tifffile.imread(stack), f"stack:{stack.name}"
+        else:
+            from live_restore.acquisition.core import managed_core
+            from live_restore.experiments.demo import default_config
+
+            with managed_core(config or default_config()) as core:
+                burst = np.stack([core.snap() for _ in range(frames)])
+                source = f"camera:{core.getCameraDevice()}"
+        calibration, maps = calibrate_burst(
+            burst, None if dark is None else tifffile.imread(dark), source=source
+        )
+        path = calibration.save(out, maps)
+    except (ValueError, OSError) as exc:
+        raise _fail(exc) from exc
+    console.print(_report_table("calibration", {
+        "gain (ADU per e-)": calibration.gain,
+        "floor (ADU²)": calibration.floor,
+        "offset (ADU)": calibration.offset_adu,
+        "read noise (ADU)": calibration.read_noise_adu,
+        "neighbour correlation (x, y)":
+            f"{calibration.correlation[2][3]:.3f}, {calibration.correlation[3][2]:.3f}",
+        "file": path,
+    }))
+
+
+@app.command()
 def adapt(
     defect: Annotated[str, typer.Option(help="name of the new defect, e.g. my-camera")],
     defective: Annotated[Path, typer.Option(help="TIFF stack of ≤ 10 defective frames (Y, X)")],
@@ -276,6 +316,7 @@ def adapt(
     from live_restore.acquisition.batch import load_image
     from live_restore.adapt.finetune import adapt as run_adapt
     from live_restore.adapt.finetune import adapt_preset, load_base
+    from live_restore.experiments.sources import simulator_sources
 
     def frames(path: Path) -> np.ndarray:
         image = load_image(path)
@@ -297,7 +338,9 @@ def adapt(
             bars = {name: progress.add_task(name, total=total) for name, total in stages.items()}
             path = run_adapt(
                 restorer, defect, frames(defective), frames(clean), real, out=out,
-                check=held_out, preset=config, cingan=cingan, cingan_out=cingan_out, seed=seed,
+                check=held_out, preset=config, cingan=cingan,
+                pretrain_sources=None if cingan is not None else simulator_sources(),
+                cingan_out=cingan_out, seed=seed,
                 progress=lambda stage, step, total: progress.update(bars[stage], completed=step),
             )
     except (ValueError, TypeError, OSError) as exc:
@@ -484,3 +527,89 @@ def bench_adapt_cmd(
     json_out.write_text(json.dumps(result, indent=2))
     console.print_json(json.dumps(result["targets_check"] if "targets_check" in result
                                   else result["tasks"]))
+
+
+@bench_app.command("real")
+def bench_real_cmd(
+    json_out: Annotated[Path, typer.Option("--json", help="where to write the JSON")],
+    data: Annotated[Path, typer.Option(
+        help="folder of fields (each a folder with noisy.tif and target.tif)")],
+    quick: Annotated[bool, typer.Option(
+        help="2 fields per part, 128² crops, 1 CPU minute of N2V2")] = False,
+    report_field: Annotated[list[str] | None, typer.Option(
+        help="field name or glob of the report part, repeatable; default: the real-data split")
+    ] = None,
+    n2v_minutes: Annotated[float | None, typer.Option(
+        help="N2V2 training CPU minutes for the whole row (override)")] = None,
+    peers_python: Annotated[Path | None, typer.Option(
+        help="the CAREamics peer environment's python (default $LIVE_RESTORE_PEERS_PYTHON, "
+             "else .venv-peers/bin/python)")] = None,
+    adapt: Annotated[str | None, typer.Option(
+        help="MODULE:FUNCTION called as f(base_restorer, frames) -> restorer; "
+             "without it the adapted row is skipped")] = None,
+    device: Annotated[str | None, typer.Option(help="torch device")] = None,
+) -> None:
+    """Floors, shipped models, N2V2 and an adapted restorer on real noisy frames."""
+    import shlex
+    import sys
+    from importlib import import_module
+
+    from live_restore.experiments.bench_real import (
+        BENCH_REAL_PRESETS,
+        BenchRealConfig,
+        bench_real,
+    )
+
+    try:
+        update: dict[str, object] = {}
+        if report_field:
+            update["report_fields"] = tuple(report_field)
+        if n2v_minutes is not None:
+            update["n2v_cpu_minutes"] = n2v_minutes
+        preset = BENCH_REAL_PRESETS["quick" if quick else "full"]
+        config = BenchRealConfig.model_validate(preset.model_dump() | update)
+        adapt_fn = None
+        if adapt is not None:
+            module, colon, name = adapt.partition(":")
+            if not (colon and module and name):
+                raise ValueError(f"--adapt must be MODULE:FUNCTION, got {adapt!r}")
+            try:
+                adapt_fn = getattr(import_module(module), name)
+            except (ImportError, AttributeError) as err:
+                raise ValueError(f"cannot load --adapt {adapt!r}: {err}") from err
+        result = bench_real(data, config, adapt=adapt_fn, peers_python=peers_python,
+                            device=device, command=shlex.join(["live-restore", *sys.argv[1:]]),
+                            say=lambda msg: console.print(msg))
+    except ValueError as exc:
+        raise _fail(exc) from exc
+    json_out.write_text(json.dumps(result, indent=2))
+    table = Table(title="bench real: PSNR-affine (dB), mean per part")
+    for col in ("row", "report", "selection", "vs gaussian (report)"):
+        table.add_column(col)
+    for name, row in result["rows"].items():
+        if "skipped" in row:
+            table.add_row(name, f"skipped: {row['skipped']}", "", "")
+            continue
+        cells = [f"{m['psnr_affine']:.2f}" if m else "-" for m in
+                 (row["mean"]["report"], row["mean"]["selection"])]
+        gap = (row["mean"]["report"] or {}).get("psnr_affine_vs_gaussian_db")
+        table.add_row(name, *cells, "" if gap is None else f"{gap:+.2f}")
+    console.print(table)
+
+
+@app.command()
+def docs(
+    root: Annotated[Path, typer.Option(help="repository root")] = Path("."),
+    check: Annotated[bool, typer.Option(help="only list stale pages; exit 1 if any")] = False,
+) -> None:
+    """Regenerate docs/benchmarks.md, the model cards and the README's tables from their JSON."""
+    from live_restore.experiments.report import stale_docs, write_docs
+
+    try:
+        paths = stale_docs(root) if check else write_docs(root)
+    except (ValueError, OSError) as exc:
+        raise _fail(exc) from exc
+    for path in paths:
+        console.print(f"{'stale' if check else 'wrote'} {path}")
+    if check and paths:
+        raise typer.Exit(code=1)

@@ -1,5 +1,8 @@
-"""Living inside a Micro-Manager acquisition: the hook, its worker, the draining engine, the
-live view, the store with its ledger, and batch restoration of files.
+"""Living inside a Micro-Manager acquisition.
 
-The only package that imports pymmcore-plus (besides ``sim.devices``) and zarr.
+``core`` (cores that shut down cleanly), ``hook`` (the live restorer, an MDA output handler),
+``worker`` (its background restorer), ``engine`` (the draining engine, pinned to pymmcore-plus
+internals), ``run`` (run_acquisition, resume), ``restore_loop`` (the one per-frame loop), ``store``
+with ``layout`` and ``ledger`` (the OME-Zarr container and its journal), ``liveview`` and
+``batch`` (files). The only package that imports pymmcore-plus (besides ``sim.devices``) and zarr.
 """

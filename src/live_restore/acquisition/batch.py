@@ -9,10 +9,15 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from live_restore.acquisition.restore_loop import FrameSink, batched, restore_frames
 from live_restore.acquisition.store import read_image_array
 from live_restore.models.restorer import Restorer
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+
+PLANES_PER_CALL = 1
+"""Planes per restorer call: one, so memory stays that of a single plane however large the
+file (a model tiles a large plane itself)."""
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -25,6 +30,21 @@ def load_image(path: str | Path) -> np.ndarray:
     if path.is_dir():
         return read_image_array(path)
     raise ValueError(f"cannot read {path}: expected a .tif/.tiff file or an OME-Zarr directory")
+
+
+class _PlaneSink(FrameSink[int]):
+    """Restored planes into an array; a failure stops the whole restore (a file has no ledger
+    to record it in, and a partly restored file would look complete)."""
+
+    def __init__(self, out: np.ndarray) -> None:
+        self.out = out
+
+    def write(self, key: int, mean: np.ndarray, std: np.ndarray | None,
+              restorer: Restorer) -> None:
+        self.out[key] = mean
+
+    def fail(self, key: int, reason: str, error: Exception) -> None:
+        raise error
 
 
 def restore_stack(
@@ -51,10 +71,11 @@ def restore_stack(
         options["steps"] = steps
     planes = arr.reshape(-1, *arr.shape[-2:])
     out = np.empty(planes.shape, dtype=np.float32)
-    for i, plane in enumerate(planes):
-        out[i] = restorer.restore(plane[None].astype(np.float32), **options).mean[0]
-        if progress:
-            progress(i + 1, len(planes))
+    restore_frames(
+        batched(range(len(planes)), PLANES_PER_CALL), read=planes.__getitem__,
+        restorer_for=lambda _: restorer, sink=_PlaneSink(out), options=options,
+        progress=(lambda n: progress(n, len(planes))) if progress else None,
+    )
     return out.reshape(arr.shape)
 
 

@@ -4,11 +4,12 @@ pymmcore-plus 0.18.1's :class:`~pymmcore_plus.mda.MDAEngine` ends a sequence whe
 camera's buffer reads empty and, on the next call, the camera reads stopped. A frame inserted
 between those two reads stays in the circular buffer: the engine logs "Unexpected number of
 images returned from sequence" and the frame never reaches ``frameReady``, so it is never
-saved. Measured here: 3 of 400 two-frame DemoCamera sequences through
-:func:`live_restore.acquisition.live.run_acquisition` lost their last frame, and each time it was
-still in the buffer afterwards (with this engine, 1 200 runs lost none and it recovered 4).
-:class:`DrainingEngine` pops such frames and emits them in their place;
-:class:`live_restore.acquisition.live.LiveRestorer` installs it while attached.
+saved. :class:`DrainingEngine` pops such frames and emits them in their place.
+
+The fix leans on that engine's internals (the ``None`` it yields per missing frame, the
+private ``_create_seqimg_payload_from_popped``, the ``runner_t0`` event metadata), so this
+module is the one place that touches them and it refuses any other pymmcore-plus version
+(:func:`check_pymmcore_plus_version`) instead of silently misbehaving.
 """
 
 from __future__ import annotations
@@ -16,17 +17,39 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
+import pymmcore_plus
 from pymmcore_plus.mda import MDAEngine
 
 if TYPE_CHECKING:
+    from pymmcore_plus import CMMCorePlus
     from pymmcore_plus.core._sequencing import SequencedEvent
     from pymmcore_plus.mda._engine import EventPayloadGenerator
 
-__all__ = ["DrainingEngine"]
+__all__ = [
+    "PINNED_PYMMCORE_PLUS",
+    "DrainingEngine",
+    "check_pymmcore_plus_version",
+    "draining_engine",
+]
 
 log = logging.getLogger(__name__)
+
+PINNED_PYMMCORE_PLUS = "0.18.1"
+"""The pymmcore-plus whose engine internals :class:`DrainingEngine` was written against."""
+
+
+def check_pymmcore_plus_version() -> None:
+    """Raise unless the installed pymmcore-plus is the one the draining engine was written for."""
+    found = pymmcore_plus.__version__
+    if found != PINNED_PYMMCORE_PLUS:
+        raise RuntimeError(
+            f"live_restore's DrainingEngine needs pymmcore-plus=={PINNED_PYMMCORE_PLUS}, "
+            f"found {found!r}; install pymmcore-plus=={PINNED_PYMMCORE_PLUS}"
+        )
 
 
 class DrainingEngine(MDAEngine):
@@ -36,9 +59,14 @@ class DrainingEngine(MDAEngine):
     per missing frame, in event order, after the frames it did pop.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        check_pymmcore_plus_version()
+        super().__init__(*args, **kwargs)
+
     @classmethod
     def replacing(cls, engine: MDAEngine) -> DrainingEngine:
         """A draining copy of ``engine`` that keeps all its settings and state."""
+        check_pymmcore_plus_version()
         new = cls.__new__(cls)
         new.__dict__.update(vars(engine))
         return new
@@ -74,3 +102,20 @@ class DrainingEngine(MDAEngine):
                 signal = yield payload
         finally:
             frames.close()
+
+
+@contextmanager
+def draining_engine(core: CMMCorePlus) -> Iterator[None]:
+    """Run with a :class:`DrainingEngine` in place of the core's stock engine, keeping its
+    settings, and put the stock engine back after; a custom engine (any other type) is left
+    alone, and so is an engine that is running."""
+    engine = core.mda.engine
+    if type(engine) is not MDAEngine or core.mda.is_running():
+        yield
+        return
+    core.mda.set_engine(DrainingEngine.replacing(engine))
+    try:
+        yield
+    finally:
+        if not core.mda.is_running():
+            core.mda.set_engine(engine)

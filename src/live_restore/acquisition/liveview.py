@@ -2,7 +2,7 @@
 
 Focusing and finding a cell need the *current* frame, not a queue of old ones: when the
 restorer is slower than the camera, every frame but the newest is dropped (nothing is saved
-in live view; use an MDA with :class:`~live_restore.acquisition.live.LiveRestorer` to record).
+in live view; use an MDA with :class:`~live_restore.acquisition.hook.LiveRestorer` to record).
 """
 
 from __future__ import annotations
@@ -10,14 +10,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from psygnal import Signal, SignalGroup
 from pymmcore_plus import CMMCorePlus
 
+from live_restore.acquisition.restore_loop import FrameSink, restore_frames
 from live_restore.models.restorer import Restorer
 
 log = logging.getLogger(__name__)
+
+DEFAULT_POLL_S = 0.002
+"""Wait between looks at an empty circular buffer: short against any camera's frame time."""
+
+CONTINUOUS = 0
+"""``startContinuousSequenceAcquisition``'s interval: as fast as the camera runs."""
 
 
 class LiveViewSignals(SignalGroup):
@@ -25,10 +34,33 @@ class LiveViewSignals(SignalGroup):
     """``(restored (Y, X) float32, raw (Y, X), {"skipped_total": frames dropped so far})``."""
 
 
+@dataclass(frozen=True)
+class _NewestFrame:
+    raw: np.ndarray
+    skipped_total: int
+
+
+class _ShowSink(FrameSink[_NewestFrame]):
+    """Restored frames out through the view's signal; a failure is logged and the next frame
+    shown (nothing is saved in live view, so there is nothing to record)."""
+
+    def __init__(self, view: LiveView) -> None:
+        self.view = view
+
+    def write(self, key: _NewestFrame, mean: np.ndarray, std: np.ndarray | None,
+              restorer: Restorer) -> None:
+        self.view.shown += 1
+        self.view.signals.frameRestored.emit(mean, key.raw, {"skipped_total": key.skipped_total})
+
+    def fail(self, key: _NewestFrame, reason: str, error: Exception) -> None:
+        log.warning("live view could not restore a frame (%s); showing the next one", reason)
+
+
 class LiveView:
     """Runs ``core.startContinuousSequenceAcquisition`` and restores the newest frame."""
 
-    def __init__(self, core: CMMCorePlus, restorer: Restorer, *, poll_s: float = 0.002) -> None:
+    def __init__(self, core: CMMCorePlus, restorer: Restorer, *,
+                 poll_s: float = DEFAULT_POLL_S) -> None:
         self.core = core
         self.restorer = restorer
         self.poll_s = poll_s
@@ -42,7 +74,7 @@ class LiveView:
         if self._thread is not None:
             raise RuntimeError("live view is already running")
         self._stop.clear()
-        self.core.startContinuousSequenceAcquisition(0)
+        self.core.startContinuousSequenceAcquisition(CONTINUOUS)
         self._thread = threading.Thread(target=self._run, name="live-restore-view", daemon=True)
         self._thread.start()
 
@@ -70,17 +102,15 @@ class LiveView:
             newest = self.core.popNextImage()
         return newest
 
-    def _run(self) -> None:
+    def _newest_frames(self) -> Iterator[list[_NewestFrame]]:
+        """The newest frame whenever there is one, until stopped."""
         while not self._stop.is_set():
             raw = self._newest()
             if raw is None:
                 time.sleep(self.poll_s)
                 continue
-            skipped_before = self.skipped
-            try:
-                restored = self.restorer.restore(raw[None].astype(np.float32)).mean[0]
-            except Exception:
-                log.exception("live view could not restore a frame; showing the next one")
-                continue
-            self.shown += 1
-            self.signals.frameRestored.emit(restored, raw, {"skipped_total": skipped_before})
+            yield [_NewestFrame(raw, self.skipped)]
+
+    def _run(self) -> None:
+        restore_frames(self._newest_frames(), read=lambda frame: frame.raw,
+                       restorer_for=lambda _: self.restorer, sink=_ShowSink(self))

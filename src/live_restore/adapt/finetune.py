@@ -4,13 +4,14 @@ A user has a handful (≤ 10) of defective frames from their own instrument and 
 for them, plus a library of clean (high-dose) frames — their own, or the simulator's.
 :func:`adapt` then
 
-1. learns the defect as one new CIN row of a pre-trained CIN-GAN (pre-training one on the
-   simulator's defect tasks first if none is given), every other weight frozen, and
+1. learns the defect as one new CIN row of a pre-trained CIN-GAN (pre-training one first on
+   the pair sources it is given, e.g. the simulator's defect tasks, if none is given), every
+   other weight frozen, and
    calibrates the row's heads on the whole set of frames
    (:func:`live_restore.adapt.cingan.calibrate_row`);
 2. degrades tiles of the clean library with that row, several noisy draws per tile, into
    synthetic (degraded, clean) pairs normalised exactly as the restorer normalises its input
-   (:class:`live_restore.training.loop.PairDataset`);
+   (:class:`live_restore.training.data.PairDataset`);
 3. mixes in any real pairs the user has, as a fixed fraction of the training set (the seed's
    ``alpha``: ``n_fake = n_real · (1/alpha − 1)``);
 4. fine-tunes a copy of the base restorer (the weights of :func:`fine_tune_scope`) with
@@ -19,8 +20,8 @@ for them, plus a library of clean (high-dose) frames — their own, or the simul
    used, the calibration and every setting;
 5. if the user has a few held-out real pairs (never trained on), restores them with the base
    and the adapted model and records both PSNRs (:func:`pair_psnr`), warning when adaptation
-   made things worse: it can (a learned row may even invert a defect, see the README), and
-   without this check only the user's eye would notice.
+   made things worse: it can (a learned row may even invert a defect), and without this
+   check only the user's eye would notice.
 
 Swapping models in a live session is a new :class:`~live_restore.acquisition.live.LiveRestorer`
 (or ``run_acquisition``) with the adapted restorer: the store records per frame which model
@@ -33,7 +34,7 @@ import copy
 import hashlib
 import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -44,7 +45,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from live_restore import metrics
 from live_restore.adapt.cingan import (
     CINGAN,
-    DEFAULT_DEFECTS,
     GANTrainConfig,
     calibrate_row,
     fit_cingan,
@@ -52,9 +52,11 @@ from live_restore.adapt.cingan import (
     out_of_focus,
     pretrain_cingan,
 )
-from live_restore.models.mscgm import MSCGMRestorer, match_target, normalise_frame
+from live_restore.models.mscgm import MSCGMRestorer
+from live_restore.models.normalisation import match_target, normalise_frame
 from live_restore.models.restorer import get_restorer
-from live_restore.training.loop import PairDataset, TrainConfig, train
+from live_restore.training.data import PairDataset, PairSource
+from live_restore.training.loop import TrainConfig, train
 
 __all__ = [
     "ADAPT_PRESETS",
@@ -108,13 +110,9 @@ class AdaptConfig(BaseModel):
     )
 
 
-#: ``tiny`` runs in seconds (tests). ``default`` is sized from step times measured with one
-#: thread on the 2-core CPU while another training job shared it: CIN-GAN (default config,
-#: batch 4, patch 64, 2 critic steps) ≈ 0.24 s per step; MSCGM (default config, batch 8, patch
-#: 64) ≈ 0.11 / 0.17 / 0.26 s per step before the critic / with it / in stage 2, ≈ 0.17 s on
-#: average. Pre-training 1400 × 0.24 s ≈ 5.6 min, new row 600 × 0.24 s ≈ 2.4 min, fine-tuning
-#: 3000 × 0.17 s ≈ 8.4 min: ≈ 16.5 min in all, ≈ 11 min with a pre-trained CIN-GAN. Measured
-#: alone on 2 threads (README): 10 haze frames of 256², every weight fine-tuned, 16.2 min.
+#: ``tiny`` runs in seconds (tests). ``default`` fits the product's budget on a 2-core CPU:
+#: about 20 minutes in all, about 11 with a pre-trained CIN-GAN (pre-training is the largest
+#: share of the generator steps, then fine-tuning, then the new row).
 ADAPT_PRESETS: dict[str, AdaptConfig] = {
     "tiny": AdaptConfig(
         preset="tiny",
@@ -242,19 +240,11 @@ def _tiles(stack: np.ndarray, side: int) -> np.ndarray:
     return np.stack(tiles)
 
 
-class _ArrayPairs(PairDataset):
-    """A :class:`PairDataset` over given normalised arrays (no simulation): reuses its
-    augmented :meth:`~PairDataset.batch`, so :func:`training.train` takes it unchanged."""
-
-    def __init__(self, degraded: np.ndarray, target: np.ndarray) -> None:
-        self.degraded = np.ascontiguousarray(degraded, np.float32)
-        self.target = np.ascontiguousarray(target, np.float32)
-
-
 def _normalised_pair(
     degraded: np.ndarray, target: np.ndarray, restorer: MSCGMRestorer
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Normalise one (degraded, target) frame pair exactly as :class:`PairDataset` does."""
+    """Normalise one (degraded, target) frame pair exactly as
+    :meth:`PairDataset.for_model` does."""
     cfg = restorer.config
     d, _, _ = normalise_frame(degraded, cfg.pmin, cfg.pmax)
     t, _, _ = normalise_frame(target, cfg.pmin, cfg.pmax)
@@ -319,10 +309,10 @@ def training_set(
         pairs = synthetic if synthetic is not None else real
         if pairs is None:
             raise ValueError("training_set needs synthetic pairs, real pairs, or both")
-        return _ArrayPairs(*pairs)
+        return PairDataset(*pairs)
     n_fake, n_real = len(synthetic[0]), len(real[0])
     repeats = max(1, round(n_fake * config.real_fraction / (1 - config.real_fraction) / n_real))
-    return _ArrayPairs(
+    return PairDataset(
         np.concatenate([synthetic[0], *[real[0]] * repeats]),
         np.concatenate([synthetic[1], *[real[1]] * repeats]),
     )
@@ -358,11 +348,9 @@ def fine_tune_scope(
 
     Haze lives in the coarsest LL band, which only the bridge restores: with the bridge
     frozen no synthetic pair can teach its removal. Every other defect keeps the bridge
-    frozen on synthetic pairs alone, since a learned row can get the low frequencies wrong
-    (``bench adapt --quick``, README: a detector row refitted with a glow took all weights
-    to 32.31 dB, below the base's 33.42, and the heads to 34.52). With real pairs, training
-    every weight is better (the 1 000-pair oracle, mean of the three defects: 34.06 against
-    33.67 dB).
+    frozen on synthetic pairs alone, since a learned row can get the low frequencies wrong,
+    and a bridge trained on such pairs can end below the base. Real pairs carry the true low
+    frequencies, so with them every weight is trained.
     """
     if config.scope != "auto":
         return config.scope
@@ -412,6 +400,7 @@ def adapt(
     check: tuple[np.ndarray, np.ndarray] | None = None,
     preset: str | AdaptConfig = "default",
     cingan: CINGAN | Path | str | None = None,
+    pretrain_sources: Mapping[str, PairSource] | None = None,
     cingan_out: Path | None = None,
     workdir: Path | None = None,
     seed: int = 0,
@@ -442,8 +431,11 @@ def adapt(
     preset
         ``"tiny"``, ``"default"`` (≤ 20 min on a 2-core CPU) or an :class:`AdaptConfig`.
     cingan
-        A pre-trained CIN-GAN (or the path of its files); None pre-trains one on the
-        simulator's defect tasks with the preset's ``pretrain`` settings.
+        A pre-trained CIN-GAN (or the path of its files); None pre-trains one on
+        ``pretrain_sources`` with the preset's ``pretrain`` settings.
+    pretrain_sources
+        Defect name → pair source (e.g. the simulator's defect tasks), one CIN row each;
+        needed only when ``cingan`` is None.
     cingan_out
         Where to save the CIN-GAN with the new row (so more defects can be added later).
     workdir
@@ -456,7 +448,8 @@ def adapt(
 
     Returns the path of ``out.json``. Raises ``ValueError`` for no frames, frames of mixed
     sizes or with NaN, frames too small for the preset, a defect name the CIN-GAN already
-    has, or mismatched pairs or check pairs.
+    has (or a pre-training source has), neither a CIN-GAN nor pre-training sources, or
+    mismatched pairs or check pairs.
     """
     config = adapt_preset(preset) if isinstance(preset, str) else preset
     defective = _frames(defective_frames, "defective")
@@ -483,7 +476,12 @@ def adapt(
         return lambda step, total, _logs: progress(name, step, total)
 
     gan = CINGAN.load(cingan) if isinstance(cingan, (str, Path)) else copy.deepcopy(cingan)
-    known = gan.defects if gan is not None else list(DEFAULT_DEFECTS)
+    if gan is None and not pretrain_sources:
+        raise ValueError(
+            "no CIN-GAN given and no pair sources to pre-train one; pass cingan= or "
+            "pretrain_sources="
+        )
+    known = gan.defects if gan is not None else list(pretrain_sources or {})
     if not defect or defect in known:
         raise ValueError(
             f"defect {defect!r} already exists in the CIN-GAN (defects: {known}); choose a "
@@ -491,7 +489,7 @@ def adapt(
         )
     if gan is None:
         gan = pretrain_cingan(
-            DEFAULT_DEFECTS, config.pretrain_pairs, seed,
+            pretrain_sources or {}, config.pretrain_pairs, seed,
             config.pretrain.model_copy(update={"seed": seed}), config.pretrain_size,
             progress=stage("pretrain"),
         )

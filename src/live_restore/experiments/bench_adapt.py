@@ -14,14 +14,14 @@ strongest oracle measured):
   synthetic pairs) — the product's path, timed as ``minutes``;
 - ``oracle``: fine-tuned on ``oracle_pairs`` (1 000) true pairs of the defect;
 - ``pairs10``: fine-tuned on 10 true pairs only (CARE with little data);
-- ``pairs10_cingan``: the 10 true pairs mixed with the CIN-GAN's synthetic pairs (seed 002,
-  setting A; real share ``real_fraction``).
+- ``pairs10_cingan``: the 10 true pairs mixed with the CIN-GAN's synthetic pairs (real share
+  ``real_fraction``).
 
 The CIN-GAN is pre-trained once on the simulator's other defects (the benchmarked ones are
 left out, so each is new to it as well as to the restorer) and each defect is then added as
 one new row. ``gen_divergence_psnr`` is PSNR(clean, G(clean)) on the test set's clean frames,
-``real_divergence_psnr`` PSNR(clean, real defect) on its pairs: the seed's acceptance check
-is that the first approaches the second.
+``real_divergence_psnr`` PSNR(clean, real defect) on its pairs: the CIN-GAN method's
+acceptance check is that the first approaches the second.
 
 PSNR is :func:`live_restore.metrics.psnr` (percentile-normalised, prediction affinely fitted
 to the reference), averaged over frames. The reference, like the CIN-GAN's clean library, is
@@ -30,10 +30,16 @@ the mean of ``reference_draws`` noise realisations of a pair's clean member
 carries shot noise at the defect's dose, which would cap every arm near the raw PSNR and,
 in the library, be degraded twice (its own noise plus the CIN-GAN's). The true pairs of the
 oracle and pairs10 arms keep their noisy clean members, as a user's measured pairs would.
-Training draws use seeds ``seed + 1 …``; the test set uses ``TEST_SEED``.
+Training draws use seeds ``seed + 1 …``; the test set uses :data:`REPORT_TEST_SEED`. The
+fine-tuning scope rule (:func:`~live_restore.adapt.finetune.fine_tune_scope`) was chosen on
+this benchmark's former test set and the training draws of runs with seeds 0 and 1
+(:data:`SELECTION_SEEDS`); the report's test pairs share none with those or with this run's
+own training draws (:func:`live_restore.experiments.seeds.check_disjoint`), and the JSON names
+both (``selection_seeds``, ``report_seeds``).
 
-:func:`bench_gan_sharing` runs seed 002's other comparison: one CIN-GAN shared by several
-tasks against one GAN per task, as the source of synthetic pairs next to 10 or 50 true ones.
+:func:`bench_gan_sharing` runs the CIN-GAN method's other comparison: one CIN-GAN shared by
+several tasks against one GAN per task, as the source of synthetic pairs next to 10 or 50 true
+ones.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from live_restore import metrics, sim
-from live_restore.adapt.cingan import CINGAN, DEFAULT_DEFECTS, divergence_psnr, pretrain_cingan
+from live_restore.adapt.cingan import CINGAN, divergence_psnr, pretrain_cingan
 from live_restore.adapt.finetune import (
     AdaptConfig,
     adapt_preset,
@@ -62,18 +68,23 @@ from live_restore.adapt.finetune import (
     synthetic_pairs,
     training_set,
 )
-from live_restore.models.mscgm import MSCGMRestorer, normalise_frame
+from live_restore.experiments.seeds import SeedSet, check_disjoint
+from live_restore.experiments.sources import CINGAN_PRETRAINING_TASKS, simulator_sources
+from live_restore.models.mscgm import MSCGMRestorer
+from live_restore.models.normalisation import normalise_frame
 
 __all__ = [
     "BENCH_ADAPT_PRESETS",
     "DEFECTS",
-    "TEST_SEED",
+    "REPORT_TEST_SEED",
+    "SELECTION_SEEDS",
     "AdaptBenchConfig",
     "bench_adapt",
     "bench_gan_sharing",
 ]
 
-TEST_SEED = 20_000
+#: Dataset seed of the test pairs the benchmark reports on.
+REPORT_TEST_SEED = 40_000
 
 #: Defects the shipped restorers never saw in training.
 DEFECTS: tuple[str, ...] = ("haze", "stripes", "detector")
@@ -111,6 +122,16 @@ def _quick_adapt() -> AdaptConfig:
     )
 
 
+def _training_draws(config: AdaptBenchConfig, seed: int) -> tuple[SeedSet, ...]:
+    """The simulated pairs a run with ``seed`` trains on (:func:`_bench_defect`)."""
+    return (
+        SeedSet(seed=seed + 1, pairs=config.n_defective_frames, use=f"run {seed}: defective"),
+        SeedSet(seed=seed + 2, pairs=config.clean_frames, use=f"run {seed}: clean library"),
+        SeedSet(seed=seed + 3, pairs=config.few_pairs, use=f"run {seed}: few true pairs"),
+        SeedSet(seed=seed + 4, pairs=config.oracle_pairs, use=f"run {seed}: oracle pairs"),
+    )
+
+
 BENCH_ADAPT_PRESETS: dict[str, AdaptBenchConfig] = {
     "quick": AdaptBenchConfig(
         adapt=_quick_adapt(), frame_size=128, test_frames=4, clean_frames=16, oracle_pairs=1000
@@ -125,6 +146,24 @@ BENCH_ADAPT_PRESETS: dict[str, AdaptBenchConfig] = {
 }
 
 
+#: Pairs on which the fine-tuning scope rule was chosen: the former test set (``--quick`` used
+#: its first 4) and the training draws of the ``--quick`` runs with seeds 0 and 1.
+SELECTION_SEEDS: tuple[SeedSet, ...] = (
+    SeedSet(seed=20_000, pairs=16, use="former test set, on which the scope rule was chosen"),
+    *_training_draws(BENCH_ADAPT_PRESETS["quick"], 0),
+    *_training_draws(BENCH_ADAPT_PRESETS["quick"], 1),
+)
+
+
+def _report_seeds(config: AdaptBenchConfig, seed: int) -> dict[str, Any]:
+    """The run's test set, checked against :data:`SELECTION_SEEDS` and the run's own training
+    draws; JSON-able."""
+    test = SeedSet(seed=REPORT_TEST_SEED, pairs=config.test_frames, use="report test pairs")
+    training = _training_draws(config, seed)
+    check_disjoint(test, (*SELECTION_SEEDS, *training))
+    return {"test": test.model_dump(), "training": [s.model_dump() for s in training]}
+
+
 def _clean_frames(defect: str, n: int, seed: int, size: int, draws: int) -> np.ndarray:
     """The clean members of ``n`` pairs, each averaged over ``draws`` noise realisations: a
     high-dose image of the field (a clean library or a test reference)."""
@@ -132,13 +171,13 @@ def _clean_frames(defect: str, n: int, seed: int, size: int, draws: int) -> np.n
 
 
 def _pretrain(defects: Sequence[str], config: AdaptBenchConfig, seed: int) -> CINGAN:
-    others = tuple(d for d in DEFAULT_DEFECTS if d not in defects)
+    others = tuple(d for d in CINGAN_PRETRAINING_TASKS if d not in defects)
     if not others:
         raise ValueError("every pre-training defect is benchmarked; nothing left to pre-train on")
     cfg = config.adapt
     return pretrain_cingan(
-        others, cfg.pretrain_pairs, seed, cfg.pretrain.model_copy(update={"seed": seed}),
-        cfg.pretrain_size,
+        simulator_sources(others), cfg.pretrain_pairs, seed,
+        cfg.pretrain.model_copy(update={"seed": seed}), cfg.pretrain_size,
     )
 
 
@@ -151,8 +190,10 @@ def _bench_defect(
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     size, cfg = config.frame_size, config.adapt
-    test_d = sim.make_pairs(defect, config.test_frames, TEST_SEED, size)[0]
-    test_t = _clean_frames(defect, config.test_frames, TEST_SEED, size, config.reference_draws)
+    test_d = sim.make_pairs(defect, config.test_frames, REPORT_TEST_SEED, size)[0]
+    test_t = _clean_frames(
+        defect, config.test_frames, REPORT_TEST_SEED, size, config.reference_draws
+    )
     defective = sim.make_pairs(defect, config.n_defective_frames, seed + 1, size)[0]
     clean = _clean_frames(defect, config.clean_frames, seed + 2, size, config.reference_draws)
     few = real_pairs(base, *sim.make_pairs(defect, config.few_pairs, seed + 3, size)[:2], cfg.tile)
@@ -229,6 +270,7 @@ def bench_adapt(
     if len(set(defects)) != len(defects) or not defects:
         raise ValueError(f"defects must be distinct and non-empty, got {defects}")
     config = config or BENCH_ADAPT_PRESETS["quick" if quick else "full"]
+    report_seeds = _report_seeds(config, seed)
     restorer = load_base(base)
     started = time.perf_counter()
     say("pre-training the CIN-GAN on the other defects")
@@ -256,7 +298,9 @@ def bench_adapt(
         "total_minutes": (time.perf_counter() - started) / 60.0,
         "quick": quick,
         "seed": seed,
-        "test_seed": TEST_SEED,
+        "test_seed": REPORT_TEST_SEED,
+        "selection_seeds": [s.model_dump() for s in SELECTION_SEEDS],
+        "report_seeds": report_seeds,
         "settings": config.model_dump(mode="json"),
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
@@ -272,7 +316,7 @@ def bench_gan_sharing(
     seed: int = 0,
     say: Callable[[str], None] = lambda _msg: None,
 ) -> dict[str, Any]:
-    """Seed 002's comparison: one CIN-GAN shared by every task vs one GAN per task.
+    """One CIN-GAN shared by every task vs one GAN per task, as a source of synthetic pairs.
 
     Each task's shipped restorer is fine-tuned on ``n`` true pairs mixed with synthetic pairs
     (``real_fraction``) from the task's row of the shared GAN (pre-trained on all ``tasks``,
@@ -284,12 +328,15 @@ def bench_gan_sharing(
     for task in tasks:
         sim.check_task(task)
     config = config or BENCH_ADAPT_PRESETS["quick"]
+    report_seeds = _report_seeds(config, seed)
     cfg, size = config.adapt, config.frame_size
     per_task = cfg.pretrain.steps
 
     def pretrain(names: tuple[str, ...]) -> CINGAN:
         train_cfg = cfg.pretrain.model_copy(update={"seed": seed, "steps": per_task * len(names)})
-        return pretrain_cingan(names, cfg.pretrain_pairs, seed, train_cfg, cfg.pretrain_size)
+        return pretrain_cingan(
+            simulator_sources(names), cfg.pretrain_pairs, seed, train_cfg, cfg.pretrain_size
+        )
 
     started = time.perf_counter()
     say(f"pre-training one CIN-GAN on {', '.join(tasks)}")
@@ -299,8 +346,10 @@ def bench_gan_sharing(
         say(f"{task}: pre-training a GAN on {task} alone")
         gans = {"shared": shared, "separate": pretrain((task,))}
         base = load_base(models.get(task, task))
-        test_d = sim.make_pairs(task, config.test_frames, TEST_SEED, size)[0]
-        test_t = _clean_frames(task, config.test_frames, TEST_SEED, size, config.reference_draws)
+        test_d = sim.make_pairs(task, config.test_frames, REPORT_TEST_SEED, size)[0]
+        test_t = _clean_frames(
+            task, config.test_frames, REPORT_TEST_SEED, size, config.reference_draws
+        )
         clean = _clean_frames(task, config.clean_frames, seed + 2, size, config.reference_draws)
         results[task] = {"base_psnr": pair_psnr(base, test_d, test_t)}
         synthetic = {
@@ -321,6 +370,8 @@ def bench_gan_sharing(
         "pair_counts": list(pair_counts),
         "minutes": (time.perf_counter() - started) / 60.0,
         "seed": seed,
-        "test_seed": TEST_SEED,
+        "test_seed": REPORT_TEST_SEED,
+        "selection_seeds": [s.model_dump() for s in SELECTION_SEEDS],
+        "report_seeds": report_seeds,
         "settings": config.model_dump(mode="json"),
     }

@@ -15,7 +15,8 @@ import numpy as np
 import useq
 
 from live_restore import sim
-from live_restore.acquisition.live import AcquisitionReport, managed_core, run_acquisition
+from live_restore.acquisition.core import managed_core
+from live_restore.acquisition.run import AcquisitionReport, run_acquisition
 from live_restore.acquisition.store import AcquisitionStore, FrameStatus
 from live_restore.metrics import psnr, ssim
 from live_restore.models.restorer import Restorer, get_restorer, list_models

@@ -1,7 +1,7 @@
 """Brownian-bridge diffusion (BBDM, Li et al. 2023) on the coarsest wavelet LL band.
 
 MSCGM maps the degraded image's coarsest LL band ``y`` to the clean one ``x_0`` with a
-Brownian bridge (notes/mscgm.md §1–2). Equations, with ``t ∈ {0, …, T}``:
+Brownian bridge. Equations, with ``t ∈ {0, …, T}``:
 
 - (1) schedule ``m_t = t / T`` and variance ``δ_t = 2 s (m_t − m_t²)``, so both ends are exact:
   ``x_0`` at ``t = 0`` and ``y`` at ``t = T``;
@@ -13,7 +13,7 @@ Brownian bridge (notes/mscgm.md §1–2). Equations, with ``t ∈ {0, …, T}``:
 - (5) DDIM-style hop ``x_s = (1 − m_s) x̂_0 + m_s y + √(δ_s − η² σ²_{s|t}) ε̂ + η σ_{s|t} z``
   with ``x̂_0 = x_t − model(x_t, y, t)`` and ``ε̂ = (x_t − (1 − m_t) x̂_0 − m_t y) / √δ_t``.
 
-Unlike BBDM's ``p_sample``, η scales σ inside the mean coefficient too (notes §1 "quirks"), so
+Unlike BBDM's ``p_sample``, η scales σ inside the mean coefficient too, so
 η = 0 is true deterministic DDIM and η = 1 is the exact posterior ``q(x_s | x_t, x̂_0)``; every
 η keeps the marginals (2) given a correct ``x̂_0``. The step grid is even and ends at 0 (no
 wasted 1 → 0 hop), and ``x̂_0`` is not clamped: normalised fluorescence may exceed 1.
@@ -28,45 +28,15 @@ from itertools import pairwise
 import torch
 from torch import Tensor, nn
 
-__all__ = ["BridgeDenoiser", "BrownianBridge", "timestep_embedding"]
+from live_restore.models.timesteps import sampling_timesteps
+
+__all__ = ["BridgeDenoiser", "BrownianBridge"]
 
 BridgeDenoiser = Callable[[Tensor, Tensor, Tensor], Tensor]
 """``model(x_t, y, t) -> x_t − x_0``: ``x_t``, ``y`` and the result ``(B, 1, h, w)`` float,
 ``t`` ``(B,)`` int64 in ``[1, T]``. The network concatenates ``x_t`` and ``y`` itself."""
 
 _SCHEDULES = ("linear",)
-
-
-def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
-    """Sinusoidal timestep embedding (Transformer / DDPM style).
-
-    Parameters
-    ----------
-    t
-        ``(B,)`` timesteps, integer or float, on any device.
-    dim
-        Embedding width ``>= 1``; an odd width gets a trailing zero column.
-    max_period
-        Longest wavelength, controls the lowest frequency.
-
-    Returns
-    -------
-    Tensor
-        ``(B, dim)`` float32 in [-1, 1]: ``[cos(t ω_k), sin(t ω_k)]`` with
-        ``ω_k = max_period^(−k / (dim // 2))``.
-    """
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
-    if t.ndim != 1:
-        raise ValueError(f"t must have shape (B,), got shape {tuple(t.shape)}")
-    half = dim // 2
-    k = torch.arange(half, dtype=torch.float32, device=t.device)
-    freqs = torch.exp(-math.log(max_period) * k / max(half, 1))
-    args = t.to(torch.float32)[:, None] * freqs[None, :]
-    emb = torch.cat((torch.cos(args), torch.sin(args)), dim=-1)
-    if dim % 2:
-        emb = torch.cat((emb, torch.zeros_like(emb[:, :1])), dim=-1)
-    return emb
 
 
 def _per_sample(buffer: Tensor, t: Tensor, like: Tensor) -> Tensor:
@@ -86,8 +56,8 @@ class BrownianBridge(nn.Module):
         ``T``; the bridge runs over ``t ∈ {0, …, T}``. Training cost does not depend on it.
     s
         Variance scale ("max_var" in BBDM): ``δ_t`` peaks at ``s / 2`` at ``m_t = 0.5``.
-        BBDM's 1.0 was tuned for data in [-1, 1]; on normalised fluorescence LL bands a
-        smaller value (≈0.1) restored better in our probe (notes/mscgm.md §6).
+        BBDM's 1.0 was tuned for data in [-1, 1]; normalised fluorescence LL bands need
+        smaller values, chosen per task (:meth:`live_restore.models.configs.MSCGMConfig.for_task`).
     schedule
         Family of ``m_t``: only ``"linear"``, ``m_t = t / T`` (BBDM paper, eq. 1 above).
 
@@ -207,20 +177,10 @@ class BrownianBridge(nn.Module):
     # ------------------------------------------------------------------ reverse process
 
     def timesteps(self, steps: int) -> list[int]:
-        """The even sampling grid ``T = t_0 > t_1 > … > t_S = 0`` (``S + 1`` entries).
-
-        ``t_i = ⌊T (S − i) / S⌋``: gaps are all ``T / S`` when ``S`` divides ``T`` and differ by
-        at most one otherwise. ``S`` network evaluations, one per hop.
-        """
-        if (
-            isinstance(steps, bool)
-            or not isinstance(steps, int)
-            or not 1 <= steps <= self.num_timesteps
-        ):
-            raise ValueError(
-                f"steps must be an integer in [1, {self.num_timesteps}], got {steps!r}"
-            )
-        return [self.num_timesteps * (steps - i) // steps for i in range(steps + 1)]
+        """The even sampling grid ``T = t_0 > t_1 > … > t_S = 0``, rounded down
+        (:func:`~live_restore.models.timesteps.sampling_timesteps`): ``S`` network evaluations,
+        one per hop."""
+        return sampling_timesteps(self.num_timesteps, steps)
 
     def p_sample(
         self,
@@ -310,8 +270,19 @@ class BrownianBridge(nn.Module):
         Tensor
             ``(B, C, h, w)``, the estimate of ``x_0``, same dtype as ``y``; not clamped.
         """
-        grid = self.timesteps(steps)
+        return self.reverse(model, y, steps, eta, generator)
+
+    def reverse(
+        self,
+        model: BridgeDenoiser,
+        y: Tensor,
+        steps: int = 8,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """:meth:`sample` without inference mode: the hops stay differentiable, for training
+        through the whole restoration (self-supervised fine-tuning)."""
         x = y
-        for t, s in pairwise(grid):
+        for t, s in pairwise(self.timesteps(steps)):
             x = self.p_sample(model, x, y, t, s, eta=eta, generator=generator)
         return x

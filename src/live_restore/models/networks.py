@@ -1,9 +1,9 @@
 """Small convolutional networks for the MSCGM restorer and the CARE/DDPM baselines.
 
-Everything here is sized for a 2-core CPU (notes/mscgm.md §5.8): GroupNorm instead of
-BatchNorm (batches of a few patches), SiLU, residual blocks, a linear output layer (normalised
-fluorescence exceeds 1, so no Tanh; notes §5.5) and no attention. Only torch and the bridge's
-timestep embedding are imported, so the baselines can reuse these modules unchanged.
+Everything here is sized for a 2-core CPU: GroupNorm instead of BatchNorm (batches of a few
+patches), SiLU, residual blocks, a linear output layer (normalised fluorescence exceeds 1, so
+no Tanh) and no attention. Only torch and the shared timestep embedding are imported, so the
+baselines can reuse these modules unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from live_restore.models.bridge import timestep_embedding
+from live_restore.models.timesteps import timestep_embedding
 from live_restore.models.wavelets import haar_dwt2
 
 __all__ = ["DetailHead", "PatchDiscriminator", "ResBlock", "UNet", "smooth_details"]
@@ -203,13 +203,13 @@ class DetailHead(nn.Module):
     Maps (restored LL, degraded LL, degraded details, noise z) at one level to the target's
     (horizontal, vertical, diagonal) details at that level, in the pyramid's scaled units. A
     small U-Net with two resolutions: the finest head runs at half the frame size and dominates
-    the frame time (notes/mscgm.md §6), so keep ``base_channels`` low there.
+    the frame time, so keep ``base_channels`` low there.
 
     With ``skip``, the head outputs ``sigmoid(gate) · degraded details + correction`` (gate
     and correction per band and pixel) instead of generating the bands from nothing: a bright
     frame's details are mostly signal and pass through, a dim frame's are mostly noise and are
-    gated out. Without it the heads cap a restored frame near 40 dB PSNR however clean its
-    input (``denoise``, a 2 165-photon frame: raw 39.0 dB, restored 39.9 dB).
+    gated out. Without it a head must regenerate every detail, so its own error bounds how
+    clean a bright frame can come out.
 
     With ``smooth_prior``, the head also starts from :func:`smooth_details` of the restored LL,
     the details of smooth structure: with ``skip`` the gate blends the degraded details with
@@ -305,8 +305,8 @@ def smooth_details(ll: Tensor) -> Tensor:
 class PatchDiscriminator(nn.Module):
     """PatchGAN critic with spectral normalisation on every conv and no normalisation layers.
 
-    Spectral norm bounds the critic's Lipschitz constant, which the WMGM critic lacked
-    (notes/mscgm.md §5.5); no BatchNorm because batches are a few patches.
+    Spectral norm bounds the critic's Lipschitz constant, which keeps the adversarial
+    gradients tame; no BatchNorm because batches are a few patches.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """Orthonormal 2-D Haar wavelet pyramid in torch (batched, any device, any float dtype).
 
 MSCGM runs its Brownian bridge on the coarsest LL band of a J-level Haar transform and its
-GANs on the detail bands (notes/mscgm.md §2–3). The transform here is written with strided
+GANs on the detail bands. The transform here is written with strided
 slicing and reshapes, so it runs wherever torch does, and its raw coefficients equal
 ``pywt.wavedec2(x, "haar", level=J)`` (tested).
 
@@ -136,7 +136,7 @@ class HaarPyramid(nn.Module):
 
     - ``ll_scale = 2^-J``: the scaled LL is the 2^J×2^J block mean, so it stays in the image's
       own range [0, 1] (the BBDM bridge and its variance ``s`` were tuned for unit-range data;
-      the raw LL in [0, 2^J] would make the bridge noise 2^J times weaker, notes/mscgm.md §3).
+      the raw LL in [0, 2^J] would make the bridge noise 2^J times weaker).
     - ``detail_scales[i] = 2^-(J-1-i)`` for detail level ``i`` ordered coarse → fine (level
       ``j = J - i`` counted from the finest, ``j = 1``): the raw level-j details lie in
       [-2^(j-1), 2^(j-1)], so the scaled ones are the difference between the mean intensities

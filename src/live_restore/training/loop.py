@@ -1,7 +1,8 @@
 """A plain torch training loop for any model exposing ``losses`` (MSCGM, CARE, DDPM).
 
-No Lightning (style.md rule 13): AdamW, gradient clipping after ``backward``, an EMA copy (the
-one exported), optional GAN critic steps, and resumable checkpoints written without pickle:
+No Lightning (one fewer heavy dependency, and the loop stays readable): AdamW, gradient
+clipping after ``backward``, an EMA copy (the one exported), optional GAN critic steps, and
+resumable checkpoints written without pickle:
 ``out/checkpoint.safetensors`` holds every tensor (weights, EMA, optimiser moments, RNG
 states) and ``out/checkpoint.json`` the scalars (step, configs, optimiser hyper-parameters).
 
@@ -25,17 +26,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from live_restore import __version__
-from live_restore.models.mscgm import MSCGMConfig, match_target, normalise_frame
-from live_restore.sim import make_pairs
+from live_restore.training.data import PairDataset
 
-__all__ = ["PRESETS", "PairDataset", "TrainConfig", "TrainableModel", "preset", "train"]
+__all__ = ["PRESETS", "TrainConfig", "TrainableModel", "preset", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +50,8 @@ class TrainConfig(BaseModel):
     steps: int = Field(ge=1, description="optimiser steps")
     batch_size: int = Field(ge=1)
     patch_size: int = Field(ge=8, description="square crop side, pixels")
-    n_pairs: int = Field(ge=1, description="simulated training pairs")
-    pair_size: int = Field(ge=8, description="side of each simulated pair, pixels")
+    n_pairs: int = Field(ge=1, description="training pairs drawn from the pair source")
+    pair_size: int = Field(ge=8, description="side of each drawn pair, pixels")
     lr: float = Field(2e-4, gt=0)
     lr_d: float = Field(1e-4, gt=0, description="critic learning rate")
     weight_decay: float = Field(1e-4, ge=0)
@@ -62,10 +61,8 @@ class TrainConfig(BaseModel):
     seed: int = 0
 
 
-#: Measured on the 2-core CPU (sted_denoise, default MSCGMConfig): "quick" at 1500 steps took
-#: 5.1 min including data, so 2500 steps ≈ 8.5 min; "default" steps cost ≈ 0.17 / 0.28 / 0.36 s
-#: (stage 1 / with critic / stage 2) at batch 8, patch 96: ≈ 31 min for 7000 steps. A whole
-#: default run of the shipped ``confocal2sted`` command, alone on 2 threads, took 26.8 min.
+#: Sized for a 2-core CPU: "tiny" runs in seconds (tests), "quick" in about ten minutes,
+#: "default" (the shipped models' budget) in about half an hour.
 PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(
         preset="tiny",
@@ -112,113 +109,6 @@ class TrainableModel(Protocol):
     ) -> dict[str, Tensor]: ...
 
     def export(self, stem: Path, provenance: dict[str, object] | None = None) -> Path: ...
-
-
-class PairDataset:
-    """Simulated (degraded, target) pairs, normalised once, served as augmented crops.
-
-    Pairs come from :func:`live_restore.sim.make_pairs` and are cached as ``.npz`` in
-    ``cache_dir`` (keyed by every argument), so a resumed run does not regenerate them. Each
-    degraded frame is normalised by its own percentiles and each target matched to it
-    (:func:`live_restore.models.mscgm.match_target`), exactly as the restorer normalises at
-    inference.
-
-    Parameters
-    ----------
-    task, n, seed, size
-        As for :func:`live_restore.sim.make_pairs`.
-    pmin, pmax
-        Percentiles mapped to 0 and 1 (the model config's).
-    forward_model, blur_sigma_px
-        The task's forward model, for matching the target's photometry.
-    cache_dir
-        Folder for the cache file; None keeps the pairs in memory only.
-    """
-
-    def __init__(
-        self,
-        task: str,
-        n: int,
-        seed: int,
-        size: int = 256,
-        *,
-        pmin: float = 0.2,
-        pmax: float = 99.8,
-        forward_model: str = "identity",
-        blur_sigma_px: float = 0.0,
-        cache_dir: Path | None = None,
-    ) -> None:
-        self.norm_config = MSCGMConfig(
-            task=task,
-            pmin=pmin,
-            pmax=pmax,
-            forward_model=forward_model,
-            blur_sigma_px=blur_sigma_px,
-        )
-        key = f"{task}_n{n}_s{seed}_px{size}_{pmin}_{pmax}_{forward_model}_{blur_sigma_px}"
-        cache = Path(cache_dir) / f"pairs_{key}.npz" if cache_dir is not None else None
-        if cache is not None and cache.is_file():
-            with np.load(cache) as data:
-                self.degraded, self.target = data["degraded"], data["target"]
-        else:
-            degraded, target, _ = make_pairs(task, n, seed, size)
-            self.degraded = np.empty_like(degraded)
-            self.target = np.empty_like(target)
-            for i in range(len(degraded)):
-                self.degraded[i], _, _ = normalise_frame(degraded[i], pmin, pmax)
-                target_n, _, _ = normalise_frame(target[i], pmin, pmax)
-                self.target[i] = match_target(self.degraded[i], target_n, self.norm_config)
-            if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                partial = cache.with_suffix(".npz.tmp")  # a killed run leaves no half cache
-                with partial.open("wb") as f:
-                    np.savez(f, degraded=self.degraded, target=self.target)
-                partial.replace(cache)
-
-    @classmethod
-    def for_model(
-        cls, config: MSCGMConfig, n: int, seed: int, size: int = 256, cache_dir: Path | None = None
-    ) -> PairDataset:
-        """Dataset normalised exactly as the model described by ``config`` expects."""
-        return cls(
-            config.task,
-            n,
-            seed,
-            size,
-            pmin=config.pmin,
-            pmax=config.pmax,
-            forward_model=config.forward_model,
-            blur_sigma_px=config.blur_sigma_px,
-            cache_dir=cache_dir,
-        )
-
-    def __len__(self) -> int:
-        return len(self.degraded)
-
-    def batch(
-        self, batch_size: int, patch_size: int, generator: torch.Generator
-    ) -> tuple[Tensor, Tensor]:
-        """Random crops with a random flip and rot90, the same for both members of a pair.
-
-        Returns two ``(batch_size, 1, patch_size, patch_size)`` float32 tensors, normalised.
-        """
-        n, h, w = self.degraded.shape
-        if patch_size > min(h, w):
-            raise ValueError(f"patch_size {patch_size} exceeds the pairs' size {h}×{w}")
-        idx = torch.randint(n, (batch_size,), generator=generator).tolist()
-        tops = torch.randint(h - patch_size + 1, (batch_size,), generator=generator).tolist()
-        lefts = torch.randint(w - patch_size + 1, (batch_size,), generator=generator).tolist()
-        flips = torch.randint(2, (batch_size,), generator=generator).tolist()
-        rots = torch.randint(4, (batch_size,), generator=generator).tolist()
-        out = []
-        for arr in (self.degraded, self.target):
-            crops = []
-            for i, top, left, flip, rot in zip(idx, tops, lefts, flips, rots, strict=True):
-                c = torch.from_numpy(arr[i, top : top + patch_size, left : left + patch_size])
-                c = torch.rot90(c.flip(-1) if flip else c, rot, dims=(-2, -1))
-                crops.append(c)
-            out.append(torch.stack(crops)[:, None].contiguous())
-        return out[0], out[1]
 
 
 # ---------------------------------------------------------------------- checkpoints

@@ -1,0 +1,230 @@
+"""``live-restore docs``: docs/benchmarks.md, the model cards and the README's generated tables,
+written from ``docs/bench/*.json`` and the shipped model JSONs.
+
+Why generated: a figure typed into a page by hand drifts from the run that measured it. Every
+number on these pages is read from a JSON when the page is written, and ``tests/test_docs.py``
+regenerates the pages and fails on any difference.
+
+A benchmark JSON does not record the command that wrote it, so :data:`RUNS` holds that (and
+a line of context) per file. How a JSON is drawn is chosen by its file name in
+``bench_renderers.RENDERERS``; a JSON that matches none gets a generic table of its values, so
+adding a benchmark is one entry in each (a command, and optionally a renderer).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from live_restore.experiments.bench_renderers import renderer_for
+from live_restore.experiments.markdown import replace_block, table
+from live_restore.experiments.model_cards import (
+    ShippedModel,
+    model_card,
+    model_table,
+    shipped_models,
+)
+
+BENCH_DIR = Path("docs/bench")
+BENCHMARKS_PAGE = Path("docs/benchmarks.md")
+MODEL_CARDS_DIR = Path("docs/models")
+README = Path("README.md")
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a benchmark JSON does not say about itself: the command and a line of context."""
+
+    command: str
+    context: str = ""
+
+
+_QUICK_C2S = "--task confocal2sted --preset quick"
+#: One entry per ``docs/bench/NAME.json``, in page order; NAME.json's own ``command`` key, when
+#: a benchmark writes one, takes precedence.
+RUNS: dict[str, Run] = {
+    "restorers_full": Run(
+        "live-restore bench restorers --task confocal2sted --model "
+        "confocal2sted:care=runs/s21/care_default.json --json docs/bench/restorers_full.json",
+        "Default training budget: the shipped `confocal2sted` against a CARE trained by "
+        "`live-restore train --task confocal2sted --method care --out runs/s21/care_default` "
+        "(same data, preset and seed; not shipped). No DDPM rows here: the default-budget DDPM "
+        "is compared on the quick test set (`restorers_quick_default_budget`).",
+    ),
+    "restorers_quick_default_budget": Run(
+        "live-restore bench restorers --quick --task confocal2sted --model "
+        "confocal2sted:care=runs/s21/care_default.json --model "
+        "confocal2sted:ddpm=runs/s21/ddpm_default.json "
+        "--json docs/bench/restorers_quick_default_budget.json",
+        "The default-budget models of `restorers_full` plus a DDPM trained by `live-restore "
+        "train --task confocal2sted --method ddpm --out runs/s21/ddpm_default`.",
+    ),
+    "restorers_quick_denoise": Run(
+        "live-restore bench restorers --quick --task sted_denoise --task denoise --model "
+        "denoise:care=runs/v4q/denoise_care.json --model denoise:ddpm=runs/v6/denoise_ddpm.json "
+        "--json docs/bench/restorers_quick_denoise.json",
+        "The shipped `sted_denoise` and `denoise`; the `denoise` CARE and DDPM were trained at "
+        "the quick preset (`live-restore train --task denoise --method care|ddpm --preset "
+        "quick`), fewer steps than the shipped MSCGM (see the train-steps column).",
+    ),
+    "restorers_512": Run(
+        "live-restore bench restorers --task confocal2sted --task denoise --frames 4 --size 512 "
+        "--json docs/bench/restorers_512.json",
+        "Time and quality of one 512² frame with the shipped models, run alone.",
+    ),
+    "restorers_full_quick_budget": Run(
+        "live-restore bench restorers --task confocal2sted --task denoise --model "
+        "confocal2sted:care=runs/v5/confocal2sted_care.json --model "
+        "denoise:care=runs/v5/denoise_care.json --json docs/bench/restorers_full_quick_budget.json",
+        "Quick training budget on the full test set: CARE trained by `live-restore train "
+        f"{_QUICK_C2S} --method care` (and the same for `denoise`); the `confocal2sted` MSCGM "
+        "is the quick-preset model shipped at the time.",
+    ),
+    "restorers_quick": Run(
+        "live-restore bench restorers --quick --task confocal2sted --model "
+        "confocal2sted:care=runs/v5/confocal2sted_care.json --model "
+        "confocal2sted:ddpm=runs/v5/confocal2sted_ddpm.json --json docs/bench/restorers_quick.json",
+        f"Quick training budget: CARE and DDPM trained by `live-restore train {_QUICK_C2S} "
+        "--method care|ddpm`; the MSCGM is the quick-preset model shipped at the time "
+        f"(`live-restore train {_QUICK_C2S} --half`).",
+    ),
+    "restorers_quick_denoise_mscgm_quick": Run(
+        "live-restore bench restorers --quick --task denoise --model "
+        "denoise:mscgm=runs/s7/dn_smooth/model.json "
+        "--json docs/bench/restorers_quick_denoise_mscgm_quick.json",
+        "The shipped `denoise` settings trained at the quick preset, the budget of the "
+        "baselines in `restorers_quick_denoise`.",
+    ),
+    "dose_sweep": Run(
+        "live-restore dose-sweep --json docs/bench/dose_sweep.json",
+        "One restoration per frame. `denoise`'s smooth-detail prior was chosen partly on "
+        "frames of the Confocal arm at 10 % dose, so that arm is not held-out data for it.",
+    ),
+    "dose_sweep_avg4": Run(
+        "live-restore dose-sweep --samples 4 --json docs/bench/dose_sweep_avg4.json",
+        "As `dose_sweep`, every frame restored as the mean of 4 draws.",
+    ),
+    "adapt_quick": Run(
+        "live-restore bench adapt --quick --json docs/bench/adapt_quick.json",
+        "The fine-tuning scope rule (`auto`) was chosen on probes on these test frames, so the "
+        "scope column is not a held-out choice.",
+    ),
+    "adapt_quick_seed1": Run(
+        "live-restore bench adapt --quick --seed 1 --json docs/bench/adapt_quick_seed1.json",
+        "As `adapt_quick` with new defective frames, clean library, true pairs and GAN draws; "
+        "the same test set.",
+    ),
+    "gan_sharing": Run(
+        "live-restore bench adapt --gan-sharing --json docs/bench/gan_sharing.json",
+        "Each shipped model fine-tuned on n true pairs mixed with synthetic pairs from one "
+        "CIN-GAN pre-trained on both tasks (shared) or from a GAN per task (separate), same "
+        "steps per task. The `base` column is the shipped model without fine-tuning.",
+    ),
+    "acquisition": Run(
+        "live-restore bench acquisition --json docs/bench/acquisition.json",
+        "Baseline (pymmcore-plus writing its own OME-Zarr) and hooked (live_restore writing "
+        "raw and restored frames) runs interleaved on the genuine DemoCamera.",
+    ),
+    "simulator": Run("live-restore bench simulator --json docs/bench/simulator.json"),
+}
+
+
+# ---------------------------------------------------------------- pages
+
+
+def load_benchmarks(root: Path) -> dict[str, dict]:
+    """Every ``docs/bench/*.json`` under ``root``, in :data:`RUNS` order, then the rest by name."""
+    paths = {p.stem: p for p in sorted((root / BENCH_DIR).glob("*.json"))}
+    order = [s for s in RUNS if s in paths] + [s for s in paths if s not in RUNS]
+    loaded = {}
+    for stem in order:
+        try:
+            loaded[stem] = json.loads(paths[stem].read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{paths[stem]} is not valid JSON: {err}") from err
+    return loaded
+
+
+def _command(stem: str, data: dict) -> str:
+    if isinstance(data.get("command"), str):
+        return data["command"]
+    return RUNS[stem].command if stem in RUNS else "not recorded"
+
+
+def _section(stem: str, data: dict, shipped: dict[str, ShippedModel]) -> list[str]:
+    renderer = renderer_for(stem)
+    try:
+        head = [renderer.data(data), *renderer.body(data, shipped)]
+    except (AttributeError, KeyError, TypeError, IndexError, ValueError) as err:
+        raise ValueError(f"docs/bench/{stem}.json does not fit its renderer "
+                         f"{renderer.title!r}: {err!r}") from err
+    context = RUNS[stem].context if stem in RUNS else ""
+    return [
+        f'<a id="{stem}"></a>', "", f"## {renderer.title}: `{stem}.json`", "",
+        renderer.measures, "",
+        f"- command: `{_command(stem, data)}`",
+        f"- {head[0]}",
+        *([f"- {context}"] if context else []),
+        "", *head[1:],
+    ]
+
+
+def benchmarks_page(benchmarks: dict[str, dict], shipped: dict[str, ShippedModel]) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `live-restore docs` from `docs/bench/*.json`; do not edit by hand "
+        "(`tests/test_docs.py` fails when this page and its JSON disagree). CPU timings come "
+        "from a small, shared machine and are noisy: compare rows of one run, not runs. Rows in "
+        "**bold** are floors (the input and untrained restorers) that a learned model must beat.",
+        "",
+        *(f"- [{renderer_for(s).title}: `{s}.json`](#{s})" for s in benchmarks),
+        "",
+    ]
+    for stem, data in benchmarks.items():
+        lines += _section(stem, data, shipped)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def benchmark_summary(benchmarks: dict[str, dict], shipped: dict[str, ShippedModel]) -> str:
+    """The README's table: one line per benchmark JSON, linking to its section."""
+    rows = [[f"[`{stem}`](docs/benchmarks.md#{stem})", renderer_for(stem).headline(data, shipped)]
+            for stem, data in benchmarks.items()]
+    return "\n".join(table(["benchmark", "result"], rows))
+
+
+def render_docs(root: Path) -> dict[Path, str]:
+    """Every generated file under ``root`` (relative path → text): benchmarks page, model cards
+    and the README with its generated blocks replaced. Raises ``ValueError`` on a JSON that does
+    not fit its renderer or a README without its markers."""
+    root = Path(root)
+    benchmarks = load_benchmarks(root)
+    shipped = shipped_models()
+    pages = {BENCHMARKS_PAGE: benchmarks_page(benchmarks, shipped)}
+    for model in shipped.values():
+        pages[MODEL_CARDS_DIR / f"{model.name}.md"] = model_card(model, benchmarks)
+    readme = (root / README).read_text()
+    readme = replace_block(readme, "benchmark-summary", benchmark_summary(benchmarks, shipped))
+    pages[README] = replace_block(readme, "models", model_table(shipped))
+    return pages
+
+
+def stale_docs(root: Path) -> list[Path]:
+    """Generated files under ``root`` whose text differs from what their JSON gives."""
+    root = Path(root)
+    return [path for path, text in render_docs(root).items()
+            if not (root / path).is_file() or (root / path).read_text() != text]
+
+
+def write_docs(root: Path) -> list[Path]:
+    """Regenerate the pages under ``root``; return the ones that changed."""
+    root = Path(root)
+    changed = []
+    for path, text in render_docs(root).items():
+        target = root / path
+        if not target.is_file() or target.read_text() != text:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            changed.append(path)
+    return changed

@@ -1,0 +1,45 @@
+"""The simulator as a pair source for training and adaptation.
+
+Training and adaptation take their data as a :class:`~live_restore.training.data.PairSource`
+and never import the simulator; the CLI and the experiments wire it in through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from live_restore import sim
+from live_restore.training.data import PairSource
+
+__all__ = ["CINGAN_PRETRAINING_TASKS", "simulator_pairs", "simulator_sources"]
+
+#: Simulator tasks a CIN-GAN is pre-trained on, one row each: low dose (two modalities),
+#: blur/resolution, axial undersampling, haze, scanner stripes and a foreign detector.
+CINGAN_PRETRAINING_TASKS: tuple[str, ...] = (
+    "sted_denoise",
+    "confocal2sted",
+    "denoise",
+    "axial_inpaint",
+    "haze",
+    "stripes",
+    "detector",
+)
+
+
+def simulator_pairs(task: str) -> PairSource:
+    """``make_pairs(n, seed, size)`` drawing ``sim.make_pairs(task, ...)`` (camera units);
+    ``ValueError`` for an unknown task."""
+    sim.check_task(task)
+
+    def make_pairs(n: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        degraded, target, _ = sim.make_pairs(task, n, seed, size)
+        return degraded, target
+
+    return make_pairs
+
+
+def simulator_sources(tasks: Sequence[str] = CINGAN_PRETRAINING_TASKS) -> dict[str, PairSource]:
+    """One :func:`simulator_pairs` source per task, in order (a CIN-GAN's pre-training set)."""
+    return {task: simulator_pairs(task) for task in tasks}
