@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -13,6 +13,12 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import Progress
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from live_restore.acquisition.adapt_first import AdaptFirst
+    from live_restore.acquisition.run import AcquisitionReport
+    from live_restore.models.mscgm import MSCGMRestorer
+    from live_restore.models.restorer import Restorer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Real-time restoration of low-dose confocal/STED frames.")
@@ -41,6 +47,52 @@ def _report_table(title: str, rows: dict[str, object]) -> Table:
     return table
 
 
+def _noisy_base(restorer: Restorer, option: str) -> MSCGMRestorer:
+    """The restorer if Noise2Noise can adapt it: an MSCGM whose output is in its input's
+    modality (the targets are frames like the inputs, so a confocal→STED model would unlearn
+    its STED-like output)."""
+    from live_restore.models.mscgm import MSCGMRestorer
+
+    if not isinstance(restorer, MSCGMRestorer):
+        raise ValueError(f"{option} adapts MSCGM models; {restorer.name!r} is not one "
+                         "(e.g. denoise)")
+    if restorer.config.forward_model != "identity":
+        raise ValueError(f"{option} adapts denoisers; {restorer.name!r} ({restorer.config.task})"
+                         " maps to another modality, which frames of one modality cannot teach")
+    return restorer
+
+
+def _adapt_first_plan(frames: int, steps: int | None, base: Restorer | None = None
+                      ) -> AdaptFirst | None:
+    """``--adapt-first N``: Noise2Noise on each channel's first N frames (0: off). A ``base``
+    known before the run is checked before any light reaches the sample; any other base is
+    checked by the adapter, whose error the store records (the channel keeps its model)."""
+    if frames == 0:
+        return None
+    from live_restore.acquisition.adapt_first import AdaptFirst
+    from live_restore.adapt.noisy import NoisyAdaptConfig, adapt_from_noisy
+
+    config = NoisyAdaptConfig() if steps is None else NoisyAdaptConfig(steps=steps)
+    if base is not None:
+        _noisy_base(base, "--adapt-first")
+    return AdaptFirst(frames, lambda restorer, stacks: adapt_from_noisy(
+        _noisy_base(restorer, "--adapt-first"), stacks, config))
+
+
+def _print_adaptations(report: AcquisitionReport) -> None:
+    """One row per channel that adapt-first adapted (or tried to)."""
+    if not report.adaptations:
+        return
+    table = Table("channel", "outcome", "model", "minutes", title="adapt-first")
+    for channel, record in report.adaptations.items():
+        outcome = record["status"] + (f": {record['reason']}" if "reason" in record else "")
+        minutes = record.get("minutes")
+        table.add_row(channel or "(all)", outcome, str(record.get("model", record.get("base"))),
+                      "" if minutes is None else f"{minutes:.2f}")
+    console.print(table)
+    console.print(f"frames restored again with the adapted model: {report.re_restored}")
+
+
 @app.command()
 def demo(
     frames: Annotated[int, typer.Option(help="frames to acquire (all channels)")] = 20,
@@ -54,13 +106,20 @@ def demo(
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda")] = None,
     seed: Annotated[int, typer.Option(help="picks the field of view on the simulated slide")] = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
+    adapt_first: Annotated[int, typer.Option(
+        help="adapt each channel's model (Noise2Noise) on its first N frames, then restore "
+             "the channel with it (0: off)")] = 0,
+    adapt_steps: Annotated[int | None, typer.Option(
+        min=1, help="optimiser steps of that adaptation (default: as `adapt --from-noisy`)")
+    ] = None,
 ) -> None:
     """Low-dose time-lapse on the simulated confocal/STED microscope, restored live."""
     from live_restore.experiments.demo import run_demo
 
     try:
         result = run_demo(output, frames=frames, config=config, model=model, device=device,
-                          seed=seed, overwrite=overwrite)
+                          seed=seed, overwrite=overwrite,
+                          adapt_first=_adapt_first_plan(adapt_first, adapt_steps))
     except (ValueError, OSError) as exc:
         raise _fail(exc) from exc
     r = result.report
@@ -82,40 +141,68 @@ def demo(
                         f"{q['restored_psnr']:.2f}", f"{q['raw_ssim']:.3f}",
                         f"{q['restored_ssim']:.3f}")
     console.print(quality)
+    _print_adaptations(r)
     console.print(f"figure: {result.figure}")
 
 
 @app.command()
 def acquire(
-    config: Annotated[str, typer.Option(
-        help="Micro-Manager config (.cfg), or 'demo' for the genuine MMConfig_demo.cfg")],
     sequence: Annotated[Path, typer.Option(help="useq sequence (.json or .yaml)")],
     output: Annotated[Path, typer.Option(help="OME-Zarr store to write")],
+    config: Annotated[str | None, typer.Option(
+        help="Micro-Manager config (.cfg), or 'demo' for the genuine MMConfig_demo.cfg; "
+             "default with --replay: the packaged replay.cfg")] = None,
+    replay: Annotated[Path | None, typer.Option(
+        help="play this recorded stack (TIFF or OME-Zarr) through the MDA on the replay camera"
+    )] = None,
     model: Annotated[str, typer.Option(help="restorer for every restored channel")] = "classical",
     channels: Annotated[str | None, typer.Option(
         help="comma-separated channels to restore, e.g. Confocal,STED (default: all)")] = None,
     device: Annotated[str | None, typer.Option(help="torch device")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
     defer: Annotated[bool, typer.Option(help="leave the backlog for `resume`")] = False,
+    adapt_first: Annotated[int, typer.Option(
+        help="adapt the MSCGM model (Noise2Noise) on each channel's first N frames, then "
+             "restore the channel with it, first frames included (0: off)")] = 0,
+    adapt_steps: Annotated[int | None, typer.Option(
+        min=1, help="optimiser steps of that adaptation (default: as `adapt --from-noisy`)")
+    ] = None,
 ) -> None:
     """Run a useq sequence on any Micro-Manager config and restore it live."""
     import useq
 
     from live_restore.acquisition.core import managed_core
     from live_restore.acquisition.run import run_acquisition
+    from live_restore.experiments.demo import REPLAY_CONFIG_NAME, default_config
     from live_restore.models.restorer import get_restorer
+    from live_restore.sim.replay import replay_stack
 
     try:
+        if config is None and replay is None:
+            raise ValueError("--config is required unless --replay STACK is given")
+        if adapt_first and defer:
+            raise ValueError("--adapt-first restores the first frames again at the end of the "
+                             "run; it cannot be combined with --defer")
+        cfg = default_config(REPLAY_CONFIG_NAME) if config is None else (
+            None if config == "demo" else Path(config))
         seq = useq.MDASequence.from_file(sequence)
         restorer = get_restorer(model, device=device)
+        plan = _adapt_first_plan(adapt_first, adapt_steps, base=restorer)
         info = {"name": restorer.name, "checksum": restorer.version}
         per_channel = {c.strip(): restorer for c in channels.split(",")} if channels else restorer
-        with managed_core(None if config == "demo" else Path(config)) as core:
+        with managed_core(cfg) as core:
+            if replay is not None:
+                if "Replay" not in core.getLoadedDevices():
+                    raise ValueError(f"--replay needs the replay camera 'Replay'; {cfg} has none "
+                                     "(omit --config to use the packaged replay.cfg)")
+                replay_stack(core, replay)
             report = run_acquisition(core, seq, output, per_channel, overwrite=overwrite,
-                                     drain=not defer, model_info=info)
+                                     drain=not defer, model_info=info, adapt_first=plan)
     except (ValueError, OSError) as exc:
         raise _fail(exc) from exc
-    console.print(_report_table("acquisition", report.to_dict()))
+    console.print(_report_table("acquisition", {
+        k: v for k, v in report.to_dict().items() if k != "adaptations"}))
+    _print_adaptations(report)
 
 
 @app.command()
@@ -292,12 +379,57 @@ def calibrate(
     }))
 
 
+def _adapt_from_noisy(paths: list[Path], base: str, out: Path, *, steps: int | None,
+                      seed: int) -> None:
+    """``adapt --from-noisy``: Noise2Noise on the stacks' frames, one stack per field."""
+    from live_restore.acquisition.batch import load_image
+    from live_restore.adapt.finetune import load_base
+    from live_restore.adapt.noisy import NoisyAdaptConfig, adapt_from_noisy
+
+    try:
+        restorer = _noisy_base(load_base(base), "--from-noisy")
+        stacks = []
+        for path in paths:
+            image = load_image(path)
+            if image.dtype.kind not in "uif":
+                raise TypeError(f"{path} holds {image.dtype} values; --from-noisy needs the "
+                                "camera's numeric frames")
+            stack = image.reshape(-1, *image.shape[-2:])
+            if image.ndim < 3 or len(stack) < 2:
+                raise ValueError(f"{path} holds {len(stack) if image.ndim >= 3 else 1} frame; "
+                                 "--from-noisy needs at least 2 frames of one field (T, Y, X)")
+            stacks.append(stack)
+        config = NoisyAdaptConfig(seed=seed, **({} if steps is None else {"steps": steps}))
+        with Progress(console=console) as progress:
+            bar = progress.add_task("Noise2Noise", total=config.steps)
+            adapted = adapt_from_noisy(
+                restorer, stacks, config,
+                progress=lambda step, total, logs: progress.update(
+                    bar, completed=step, description=f"Noise2Noise loss {logs['loss']:.4f}"),
+            )
+        record = {**adapted.adaptation, "sources": [str(path) for path in paths]}
+        path = adapted.save(out, extra={"adaptation": record})
+    except (ValueError, TypeError, OSError) as exc:
+        raise _fail(exc) from exc
+    console.print(f"wrote {path}")
+    console.print(f"adapted {base!r} on {record['frames']} frame(s) of {record['stacks']} "
+                  f"field(s) ({record['pairs']} pairs) in {record['minutes']:.2f} min")
+
+
 @app.command()
 def adapt(
-    defect: Annotated[str, typer.Option(help="name of the new defect, e.g. my-camera")],
-    defective: Annotated[Path, typer.Option(help="TIFF stack of ≤ 10 defective frames (Y, X)")],
-    clean: Annotated[Path, typer.Option(help="TIFF stack of clean (high-dose) frames")],
     out: Annotated[Path, typer.Option(help="model stem: writes OUT.safetensors + OUT.json")],
+    defect: Annotated[str | None, typer.Option(
+        help="name of the new defect, e.g. my-camera")] = None,
+    defective: Annotated[Path | None, typer.Option(
+        help="TIFF stack of ≤ 10 defective frames (Y, X)")] = None,
+    clean: Annotated[Path | None, typer.Option(
+        help="TIFF stack of clean (high-dose) frames")] = None,
+    from_noisy: Annotated[list[Path] | None, typer.Option(
+        help="instead: adapt from your noisy frames alone (Noise2Noise), a T×Y×X TIFF of one "
+             "field; repeat for more fields")] = None,
+    steps: Annotated[int | None, typer.Option(
+        min=1, help="optimiser steps of the --from-noisy adaptation (default 400)")] = None,
     pairs: Annotated[Path | None, typer.Option(
         help="folder with real degraded.tif + target.tif pairs (as `simulate` writes)")] = None,
     check: Annotated[Path | None, typer.Option(
@@ -306,13 +438,14 @@ def adapt(
     base: Annotated[str, typer.Option(help="MSCGM model to adapt (name or NAME.json)")] = "denoise",
     cingan: Annotated[Path | None, typer.Option(
         help="pre-trained CIN-GAN (NAME.json); default: pre-train one on the simulator")] = None,
-    preset: Annotated[str, typer.Option(help="tiny | default (≤ 20 min on 2 CPU cores)")
-                      ] = "default",
+    preset: Annotated[str | None, typer.Option(
+        help="tiny | default (≤ 20 min on 2 CPU cores)")] = None,
     cingan_out: Annotated[Path | None, typer.Option(
         help="also save the CIN-GAN with the new row here (to add more defects later)")] = None,
     seed: Annotated[int, typer.Option(help="seed for every random draw")] = 0,
 ) -> None:
-    """Learn a new defect from a few frames (CIN-GAN) and fine-tune a restorer for it."""
+    """Learn a new defect from a few frames (CIN-GAN) and fine-tune a restorer for it; or,
+    with --from-noisy, adapt a restorer to your microscope from its noisy frames alone."""
     from live_restore.acquisition.batch import load_image
     from live_restore.adapt.finetune import adapt as run_adapt
     from live_restore.adapt.finetune import adapt_preset, load_base
@@ -322,8 +455,26 @@ def adapt(
         image = load_image(path)
         return image.reshape(-1, *image.shape[-2:])  # any (…, Y, X) stack → (N, Y, X)
 
+    cingan_mode = {"--defect": defect, "--defective": defective, "--clean": clean,
+                   "--pairs": pairs, "--check": check, "--cingan": cingan,
+                   "--preset": preset, "--cingan-out": cingan_out}
+    if from_noisy:
+        mixed = [name for name, value in cingan_mode.items() if value is not None]
+        if mixed:
+            raise _fail(ValueError(f"--from-noisy adapts from noisy frames alone; drop "
+                                   f"{', '.join(mixed)} (options of the CIN-GAN mode)"))
+        _adapt_from_noisy(from_noisy, base, out, steps=steps, seed=seed)
+        return
+    missing = [name for name in ("--defect", "--defective", "--clean")
+               if cingan_mode[name] is None]
+    if missing:
+        raise _fail(ValueError(f"missing {', '.join(missing)} (or adapt from noisy frames "
+                               "alone with --from-noisy STACK.tif)"))
+    if steps is not None:
+        raise _fail(ValueError("--steps sets the --from-noisy adaptation; the CIN-GAN mode's "
+                               "budget is --preset"))
     try:
-        config = adapt_preset(preset)
+        config = adapt_preset(preset or "default")
         restorer = load_base(base)
         real, held_out = None, None
         if pairs is not None:
@@ -471,8 +622,11 @@ def bench_restorers_cmd(
     try:
         tasks = tuple(task or ("confocal2sted", "denoise"))
         shipped = {row["name"]: row["path"] for row in list_models() if row["kind"] == "shipped"}
+        # The shipped MSCGM model of each task, and the shipped baselines trained beside it.
         models: dict[str, dict[str, str]] = {
-            t: {"mscgm": shipped[t]} for t in tasks if t in shipped
+            t: {method: shipped[name] for method, name in
+                (("mscgm", t), ("care", f"{t}_care"), ("ddpm", f"{t}_ddpm")) if name in shipped}
+            for t in tasks
         }
         for spec in model or []:
             key, eq, path = spec.partition("=")
@@ -540,13 +694,15 @@ def bench_real_cmd(
         help="field name or glob of the report part, repeatable; default: the real-data split")
     ] = None,
     n2v_minutes: Annotated[float | None, typer.Option(
-        help="N2V2 training CPU minutes for the whole row (override)")] = None,
+        help="N2V2 training CPU minutes per network (override)")] = None,
+    training_unit: Annotated[str, typer.Option(
+        help="trained rows: one network per part (all its noisy frames) or per field")] = "part",
     peers_python: Annotated[Path | None, typer.Option(
         help="the CAREamics peer environment's python (default $LIVE_RESTORE_PEERS_PYTHON, "
              "else .venv-peers/bin/python)")] = None,
-    adapt: Annotated[str | None, typer.Option(
-        help="MODULE:FUNCTION called as f(base_restorer, frames) -> restorer; "
-             "without it the adapted row is skipped")] = None,
+    adapt: Annotated[str, typer.Option(
+        help="MODULE:FUNCTION called as f(base_restorer, stacks) -> restorer for the adapted "
+             "row, or 'none' to skip it")] = "live_restore.adapt.noisy:adapt_from_noisy",
     device: Annotated[str | None, typer.Option(help="torch device")] = None,
 ) -> None:
     """Floors, shipped models, N2V2 and an adapted restorer on real noisy frames."""
@@ -561,7 +717,7 @@ def bench_real_cmd(
     )
 
     try:
-        update: dict[str, object] = {}
+        update: dict[str, object] = {"training_unit": training_unit}
         if report_field:
             update["report_fields"] = tuple(report_field)
         if n2v_minutes is not None:
@@ -569,7 +725,7 @@ def bench_real_cmd(
         preset = BENCH_REAL_PRESETS["quick" if quick else "full"]
         config = BenchRealConfig.model_validate(preset.model_dump() | update)
         adapt_fn = None
-        if adapt is not None:
+        if adapt != "none":
             module, colon, name = adapt.partition(":")
             if not (colon and module and name):
                 raise ValueError(f"--adapt must be MODULE:FUNCTION, got {adapt!r}")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pymmcore_plus import CMMCorePlus
 
+from live_restore.acquisition.adapt_first import AdaptFirst, LiveAdaptation
 from live_restore.acquisition.engine import draining_engine
 from live_restore.acquisition.restore_loop import ChannelRestorers, channel_restorer
 from live_restore.acquisition.store import AcquisitionStore
@@ -77,7 +78,10 @@ class LiveRestorer:
     After the sequence finishes the backlog drains (``drain=True``) or is left in the ledger
     for ``live-restore resume``. ``ram_budget_mb`` caps the pixels held in the queue;
     ``nice`` lowers the worker thread's priority; ``annotate(img, meta)`` adds metadata to each
-    stored raw frame (it runs on the thread delivering frames: keep it cheap).
+    stored raw frame (it runs on the thread delivering frames: keep it cheap). ``adapt_first``
+    adapts each restored channel's model on its first frames and restores the channel with the
+    adapted model (:mod:`live_restore.acquisition.adapt_first`); it needs ``drain``, and the
+    drain waits for the adaptations unless the run is interrupted (Ctrl-C).
     """
 
     def __init__(
@@ -91,7 +95,11 @@ class LiveRestorer:
         drain: bool = True,
         nice: int = LOWEST_PRIORITY_NICE,
         annotate: FrameAnnotator | None = None,
+        adapt_first: AdaptFirst | None = None,
     ) -> None:
+        if adapt_first is not None and not drain:
+            raise ValueError("adapt-first restores the first frames again after the run's "
+                             "adaptation; it cannot leave the backlog for resume (drain=False)")
         self.core = core
         self.annotate = annotate
         self.store = store
@@ -107,6 +115,8 @@ class LiveRestorer:
         self._ram_bytes = 0
         self._worker = RestoreWorker(store, self.signals, self._release_ram,
                                      batch_size=batch_size, nice=nice)
+        self.adaptation = (None if adapt_first is None
+                           else LiveAdaptation(adapt_first, store, self._worker, nice=nice))
         self._start_lock = threading.Lock()
         self._started = False
         self._finish_sent = False
@@ -145,7 +155,9 @@ class LiveRestorer:
             return
         keep = self._reserve_ram(img.nbytes)
         self._worker.submit(RestoreJob(index, event, t_ready, img if keep else None,
-                                       small if keep else None, restorer))
+                                       small if keep else None, restorer, channel))
+        if self.adaptation is not None and not self._finish_sent:
+            self.adaptation.note_frame(channel, index, restorer)
 
     def sequenceFinished(self, sequence: useq.MDASequence) -> None:
         """Tell the worker no more frames come; it drains or abandons the backlog."""
@@ -176,8 +188,10 @@ class LiveRestorer:
         self.attach()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self.detach()
+        if self.adaptation is not None and exc_type is KeyboardInterrupt:
+            self.adaptation.cancel()
         self.wait()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -188,12 +202,19 @@ class LiveRestorer:
         self._worker.join(timeout)
         done = not self._worker.is_alive()
         if done:
+            if self.adaptation is not None:
+                self.adaptation.close()
             self.store.flush()
         return done
 
     @property
     def stats(self) -> RestoreStats:
         return self._worker.stats
+
+    @property
+    def re_restored(self) -> int:
+        """Frames restored again with a model switched in after adapt-first."""
+        return self._worker.redo_counts.restored
 
     @property
     def backlog(self) -> int:

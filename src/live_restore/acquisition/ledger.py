@@ -236,6 +236,12 @@ class Ledger:
             hits = np.argwhere(self._status == status)
         return [tuple(int(v) for v in hit) for hit in hits]
 
+    def keys_restored_by(self, model: str) -> list[FrameKey]:
+        """Every frame whose current result ``model`` (``name@version``) wrote, in C order."""
+        with self._lock:
+            return sorted(k for k, m in self._models.items()
+                          if m == model and self._status[k] == FrameStatus.RESTORED)
+
     def failures(self) -> dict[str, str]:
         """``"t=3,c=1" -> reason`` for every failed frame."""
         with self._lock:

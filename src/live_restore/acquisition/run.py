@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,9 @@ class AcquisitionReport:
 
     ``setup_seconds``: from the call to the MDA's start (engine, store, hook);
     ``acquisition_seconds``: the MDA itself, every raw frame written when it ends;
-    ``total_seconds``: from the MDA's start until the backlog is drained and the store closed.
+    ``total_seconds``: from the MDA's start until the backlog is drained and the store closed;
+    ``re_restored``: frames restored again by a model adapted during the run (adapt-first),
+    and ``adaptations`` what each channel's adaptation did (see the store's metadata).
     """
 
     store: str
@@ -52,6 +54,8 @@ class AcquisitionReport:
     restore_busy_seconds: float
     latency_ms_p50: float
     latency_ms_p95: float
+    re_restored: int = 0
+    adaptations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def acquisition_fps(self) -> float:
@@ -84,7 +88,7 @@ def run_acquisition(
     The draining engine is installed (and the pymmcore-plus version checked) and the store is
     created, with its path checked, before the first frame, so a bad setup fails before any
     light reaches the sample. ``uncertainty`` keeps the restorer's std maps (from a restorer
-    that averages draws). ``live_kwargs`` go to :class:`LiveRestorer`.
+    that averages draws). ``live_kwargs`` go to :class:`LiveRestorer` (e.g. ``adapt_first``).
     """
     t_call = time.perf_counter()
     shape, dtype = frame_format(core)
@@ -119,6 +123,8 @@ def run_acquisition(
         restore_busy_seconds=stats.busy_seconds,
         latency_ms_p50=stats.percentile(50),
         latency_ms_p95=stats.percentile(95),
+        re_restored=live.re_restored,
+        adaptations=live.adaptation.records if live.adaptation is not None else {},
     )
 
 

@@ -10,6 +10,7 @@ Layout (a bioformats2raw-style container, so validating the root validates every
     STORE/uncertainty/0        float32, only when requested
     STORE/ledger/journal.jsonl append-only record of every frame event (the source of truth)
     STORE/ledger/{status,time_ms,x_um,y_um,z_um}   snapshots of the journal, written on flush
+    STORE/models/NAME.{json,safetensors}   models adapted during the acquisition, if any
 
 Why it is laid out this way:
 
@@ -82,6 +83,8 @@ STORE_VERSION = 1
 SEQUENCE_ORDER = ("t", "p", "g", "c", "z")  # pymmcore-plus storage order of useq axes
 JOURNAL = Path("ledger") / "journal.jsonl"
 """The ledger's journal, relative to the store root."""
+MODELS = "models"
+"""The group of models made during the acquisition (see :meth:`AcquisitionStore.model_folder`)."""
 
 
 def _write_frame_chunk(array: zarr.Array, where: tuple[int, ...], frame: np.ndarray) -> None:
@@ -425,6 +428,24 @@ class AcquisitionStore:
         self._info["model"] = {"name": name, "checksum": checksum, "steps": steps, **extra}
         self.flush()
 
+    def model_folder(self) -> Path:
+        """``STORE/models``, a zarr group (so the root still lists only zarr members and
+        validates) holding the models made during the acquisition as ``NAME.safetensors`` +
+        ``NAME.json`` files, as the ``ledger`` group holds the journal."""
+        if MODELS not in self._group:
+            self._group.create_group(MODELS, attributes={
+                "description": "models made during this acquisition (NAME.json + "
+                               "NAME.safetensors); live_restore.adaptations names them",
+            })
+        return self.path / MODELS
+
+    def record_adaptation(self, channel: str, record: Mapping[str, Any]) -> None:
+        """Record what adapting ``channel``'s restorer gave (model, file, or the failure) in
+        the root attributes, under ``live_restore.adaptations``."""
+        with self._flush_lock:
+            self._info.setdefault("adaptations", {})[channel] = dict(record)
+        self.flush()
+
     # ------------------------------------------------------------------ reading
 
     def read_raw(self, index: FrameIndex) -> np.ndarray:
@@ -464,6 +485,10 @@ class AcquisitionStore:
     def pending(self) -> list[dict[str, int]]:
         """Frames written raw but neither restored, failed nor skipped: what ``resume`` must do."""
         return self.indices(FrameStatus.RAW)
+
+    def indices_restored_by(self, model: str) -> list[dict[str, int]]:
+        """Every frame whose current restored result ``model`` (``name@version``) wrote."""
+        return [self._as_index(key) for key in self._ledger.keys_restored_by(model)]
 
     def failures(self) -> dict[str, str]:
         """``"t=3,c=1" -> reason`` for every failed frame."""

@@ -4,6 +4,12 @@ The worker restores queued frames in micro-batches at a lower OS priority, so a 
 cannot starve the acquisition thread (notes/pymmcore.md §6), writes each result beside its raw
 frame and marks it in the ledger. A frame whose pixels were not kept in RAM (the hook's budget
 was full) is read back from the raw array, so memory stays flat and no frame is lost.
+
+A channel's restorer can be switched while frames wait (:meth:`RestoreWorker.switch`, e.g. to a
+model adapted on the first frames): queued frames of that channel are restored with the new one,
+and the frames the old one already restored are restored again, in the gaps between live frames,
+so every frame of the channel ends with the new model. A worker asked to stop while a switch is
+announced (:meth:`RestoreWorker.hold`) waits for it.
 """
 
 from __future__ import annotations
@@ -17,13 +23,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any
 
 import numpy as np
 from psygnal import Signal, SignalGroup
 
-from live_restore.acquisition.restore_loop import FrameSink, LoopCounts, restore_frames
+from live_restore.acquisition.restore_loop import FrameSink, LoopCounts, batched, restore_frames
 from live_restore.acquisition.store import AcquisitionStore, FrameIndex
 from live_restore.models.restorer import Restorer
 
@@ -35,6 +40,8 @@ __all__ = [
     "RestoreStats",
     "RestoreWorker",
     "StoreSink",
+    "lower_thread_priority",
+    "model_label",
     "skip_reason",
 ]
 
@@ -54,6 +61,23 @@ CORES_KEPT_FOR_ACQUISITION = 1
 def skip_reason(channel: str) -> str:
     """The ledger's reason for a frame left raw by design."""
     return f"no restorer for channel {channel!r}"
+
+
+def model_label(restorer: Restorer) -> str:
+    """How the ledger names the model that restored a frame: ``name@version``."""
+    return f"{restorer.name}@{restorer.version}"
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Lower the calling thread's OS priority and leave a core to the acquisition thread, so
+    background restoring or training cannot starve it (notes/pymmcore.md §6)."""
+    if nice > 0 and sys.platform.startswith("linux"):
+        with suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - CORES_KEPT_FOR_ACQUISITION))
 
 
 class LiveRestorerSignals(SignalGroup):
@@ -79,7 +103,7 @@ class StoreSink(FrameSink[FrameIndex]):
     def write(self, key: FrameIndex, mean: np.ndarray, std: np.ndarray | None,
               restorer: Restorer) -> None:
         self.store.write_restored(key, mean, std if self.store.has_uncertainty else None,
-                                  model=f"{restorer.name}@{restorer.version}")
+                                  model=model_label(restorer))
 
     def fail(self, key: FrameIndex, reason: str, error: Exception) -> None:
         log.warning("restoring frame %s failed: %s", dict(key), reason)
@@ -101,6 +125,15 @@ class StoreSink(FrameSink[FrameIndex]):
             log.exception("could not record the outcome of frame %s in the ledger", dict(key))
 
 
+class _RedoSink(StoreSink):
+    """Restoring a frame again with a switched-in model: a failure keeps the result the old
+    model wrote (the frame stays RESTORED with its old model in the ledger)."""
+
+    def fail(self, key: FrameIndex, reason: str, error: Exception) -> None:
+        log.warning("restoring frame %s again failed, its first result stays: %s",
+                    dict(key), reason)
+
+
 @dataclass
 class RestoreJob:
     """One frame waiting for the worker; ``frame`` is None when it must be read back."""
@@ -111,6 +144,7 @@ class RestoreJob:
     frame: np.ndarray | None
     meta: dict | None
     restorer: Restorer
+    channel: str = ""
 
 
 @dataclass
@@ -143,6 +177,14 @@ class _WorkerSink(FrameSink[RestoreJob]):
         self.signals.restoreFailed.emit(key.event, reason)
 
 
+@dataclass
+class _Release:
+    """Queue marker: an announced switch is over; ``switch`` is (channel, old, new) or None
+    when the channel keeps its restorer."""
+
+    switch: tuple[str, Restorer, Restorer] | None
+
+
 class RestoreWorker(threading.Thread):
     """Takes queued frames in micro-batches of what is waiting, restores, writes."""
 
@@ -164,70 +206,131 @@ class RestoreWorker(threading.Thread):
         self.batch_size = batch_size
         self.nice = nice
         self.stats = RestoreStats()
+        self.redo_counts = LoopCounts()
+        """Frames restored again after a switch (not counted in ``stats``)."""
         self._sink = _WorkerSink(StoreSink(store), signals, self.stats)
+        self._redo_sink = _RedoSink(store)
         self._release_ram = release_ram
         self._queue: queue.Queue[Any] = queue.Queue()
         self._abandon = threading.Event()
+        self._switched: dict[str, tuple[Restorer, Restorer]] = {}
+        self._holds = 0
+        self._redo: list[FrameIndex] = []
+        self._redo_restorer: Restorer | None = None
 
     def submit(self, job: RestoreJob) -> None:
         self._queue.put(job)
 
     def finish(self, drain: bool = True) -> None:
-        """Ask the worker to stop after the backlog (``drain``) or after the current batch."""
+        """Ask the worker to stop after the backlog (``drain``) or after the current batch.
+
+        Draining also waits for every announced switch (:meth:`hold`) and its second pass."""
         if not drain:
             self._abandon.set()
         self._queue.put(self._STOP)
+
+    def hold(self) -> None:
+        """Announce a switch to come: until its :meth:`release`, a draining worker does not
+        stop. Call it before :meth:`finish`, from the thread that submits frames."""
+        self._queue.put(_HOLD)
+
+    def release(self) -> None:
+        """The announced switch will not happen: the channel keeps its restorer."""
+        self._queue.put(_Release(None))
+
+    def switch(self, channel: str, old: Restorer, new: Restorer) -> None:
+        """Restore ``channel``'s frames queued for ``old`` with ``new`` from now on, then restore
+        again every frame of ``channel`` that ``old`` restored; releases one :meth:`hold`."""
+        self._switched[channel] = (old, new)  # read by the worker at its next batch
+        self._queue.put(_Release((channel, old, new)))
 
     @property
     def backlog(self) -> int:
         return self._queue.qsize()
 
     def run(self) -> None:
-        self._lower_priority()
-        restore_frames(self._micro_batches(), read=self._load,
-                       restorer_for=attrgetter("restorer"), sink=self._sink, counts=self.stats)
+        lower_thread_priority(self.nice)
+        restore_frames(self._micro_batches(), read=self._load, restorer_for=self._restorer_for,
+                       sink=self._sink, counts=self.stats)
+
+    def _restorer_for(self, job: RestoreJob) -> Restorer:
+        old, new = self._switched.get(job.channel, (None, None))
+        return new if job.restorer is old and new is not None else job.restorer
 
     def _micro_batches(self) -> Iterator[list[RestoreJob]]:
         """Block for the next job, then take whatever else is already waiting (up to the batch
-        size), so a worker that keeps up never waits for a batch to fill."""
+        size), so a worker that keeps up never waits for a batch to fill. Frames to restore
+        again go in the gaps, when no live frame waits."""
         pending: Any = None
+        stopping = False
         while True:
-            job = pending if pending is not None else self._queue.get()
-            pending = None
-            if job is self._STOP or self._abandon.is_set():
-                self._abandon_queue(job)
+            if self._abandon.is_set():
+                self._abandon_queue(pending)
                 return
-            batch = [job]
+            if pending is None and self._redo and self._queue.empty():
+                self._restore_again()
+                continue
+            idle = pending is None and not self._redo and self._queue.empty()
+            if stopping and idle and self._holds == 0:
+                return
+            item = pending if pending is not None else self._queue.get()
+            pending = None
+            if item is self._STOP:
+                stopping = True
+                continue
+            if item is _HOLD or isinstance(item, _Release):
+                self._control(item)
+                continue
+            batch = [item]
             while len(batch) < self.batch_size:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is self._STOP:
+                if not isinstance(nxt, RestoreJob):
                     pending = nxt
                     break
                 batch.append(nxt)
             yield batch
 
+    def _control(self, item: Any) -> None:
+        """Count holds; on a release with a switch, queue the old model's frames again."""
+        if item is _HOLD:
+            self._holds += 1
+            return
+        self._holds -= 1
+        if item.switch is None:
+            return
+        channel, old, new = item.switch
+        label = model_label(old)
+        again = [index for index in self.store.indices_restored_by(label)
+                 if self.store.channel_name(index) == channel]
+        log.info("channel %r switched to %s; restoring %d frame(s) of %s again",
+                 channel, model_label(new), len(again), label)
+        if self._redo and self._redo_restorer is not new:
+            self._restore_again(everything=True)  # an earlier switch's frames first
+        self._redo.extend(again)
+        self._redo_restorer = new
+
+    def _restore_again(self, everything: bool = False) -> None:
+        """Restore one micro-batch (or ``everything``) of the frames queued again."""
+        restorer = self._redo_restorer
+        count = len(self._redo) if everything else self.batch_size
+        batch, self._redo = self._redo[:count], self._redo[count:]
+        restore_frames(batched(batch, self.batch_size), read=self.store.read_raw,
+                       restorer_for=lambda _: restorer, sink=self._redo_sink,
+                       counts=self.redo_counts)
+
     def _abandon_queue(self, job: Any) -> None:
         """Leave unrestored frames marked RAW in the ledger so ``resume`` finds them."""
-        while job is not None:
-            if job is not self._STOP and job.frame is not None:
+        self._redo = []
+        while True:
+            if isinstance(job, RestoreJob) and job.frame is not None:
                 self._release_ram(job.frame.nbytes)
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
-                job = None
-
-    def _lower_priority(self) -> None:
-        """Keep a CPU restorer from starving the acquisition thread (notes/pymmcore.md §6)."""
-        if self.nice > 0 and sys.platform.startswith("linux"):
-            with suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
-        if "torch" in sys.modules:
-            import torch
-
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) - CORES_KEPT_FOR_ACQUISITION))
+                return
 
     def _load(self, job: RestoreJob) -> np.ndarray:
         if job.frame is not None:
@@ -238,3 +341,7 @@ class RestoreWorker(threading.Thread):
         self.stats.evicted += 1
         job.meta = self.store.frame_metadata(job.index)
         return self.store.read_raw(job.index)
+
+
+_HOLD = object()
+"""Queue marker: a switch is announced (see :meth:`RestoreWorker.hold`)."""

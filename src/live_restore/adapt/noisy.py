@@ -9,8 +9,11 @@ the L2 sense, to the clean frame's conditional mean (Lehtinen et al., Noise2Nois
 whatever the noise's spatial correlation, gain or offset. Blind-spot and neighbour-subsampling
 losses need pixel-independent noise, which real detectors do not give.
 
-Pairs are frames of one stack (one position and channel) at most ``max_frame_gap`` apart: a
-time-lapse moves, and the closer two frames, the less of the motion is learned as noise.
+Each frame of a stack (one position and channel) is paired with the mean of the other frames
+at most ``max_frame_gap`` away: their noise is independent of the input's, and averaging them
+halves the target's noise (a steadier gradient for the same expectation). A time-lapse moves:
+the closer the frames, the less motion is learned as noise, and the mean of the frames just
+before and after cancels steady motion to first order.
 
 Each pair is normalised by the input frame's own percentiles (the restorer's convention), the
 target with the same offset and scale, so the network predicts the target in the input's
@@ -80,7 +83,7 @@ class NoisyPairs:
         max_frame_gap: int = 1,
     ) -> None:
         self.frames: list[np.ndarray] = []  # one normalised (T, Y, X) float32 stack per field
-        self.pairs: list[tuple[int, int, int]] = []  # (stack, input frame, target frame)
+        self.pairs: list[tuple[int, int, tuple[int, ...]]] = []  # (stack, input, targets)
         for s, raw in enumerate(stacks):
             stack = np.asarray(raw)
             if stack.ndim == 2:
@@ -93,9 +96,10 @@ class NoisyPairs:
                 raise ValueError(f"stack {s} contains NaN or infinite values")
             self.frames.append(stack.astype(np.float32))
             for t in range(len(stack)):
-                for u in range(max(0, t - max_frame_gap), min(len(stack), t + max_frame_gap + 1)):
-                    if u != t:
-                        self.pairs.append((s, t, u))
+                near = range(max(0, t - max_frame_gap), min(len(stack), t + max_frame_gap + 1))
+                others = tuple(u for u in near if u != t)
+                if others:
+                    self.pairs.append((s, t, others))
         if not self.pairs:
             raise ValueError(
                 "Noise2Noise needs two frames of the same field; got "
@@ -120,8 +124,9 @@ class NoisyPairs:
     def batch(
         self, batch_size: int, patch_size: int, generator: torch.Generator
     ) -> tuple[Tensor, Tensor]:
-        """Random pairs cropped at one place with one flip and rot90; the target normalised
-        with the input's offset and scale. Two ``(B, 1, P, P)`` float32 tensors."""
+        """Random frames and the mean of their neighbours, cropped at one place with one flip
+        and rot90, both normalised with the input's offset and scale. Two ``(B, 1, P, P)``
+        float32 tensors."""
         picks = torch.randint(len(self.pairs), (batch_size,), generator=generator).tolist()
         inputs, targets = [], []
         for k in picks:
@@ -135,8 +140,10 @@ class NoisyPairs:
             )
             lo, scale = self._scales[s][t]
             window = (slice(top, top + patch_size), slice(left, left + patch_size))
-            for frame, out in ((t, inputs), (u, targets)):
-                crop = (self.frames[s][frame][window] - lo) / scale
+            stack = self.frames[s]
+            target = stack[list(u)][(slice(None), *window)].mean(axis=0)
+            for crop, out in ((stack[t][window], inputs), (target, targets)):
+                crop = (crop - lo) / scale
                 crop = np.rot90(crop[:, ::-1] if flip else crop, rot)
                 out.append(torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32)))
         return torch.stack(inputs)[:, None], torch.stack(targets)[:, None]
@@ -219,7 +226,7 @@ def adapt_from_noisy(
         "base": {"name": base.name, "version": base.version},
         "frames": data.frame_count,
         "stacks": len(data.frames),
-        "pairs": len(data),
+        "pairs": len(data),  # one per frame with a neighbour
         "frames_sha256": data.digest,
         "settings": config.model_dump(mode="json"),
         "minutes": round(minutes, 2),

@@ -336,6 +336,69 @@ def _simulator_headline(data: dict, shipped: dict[str, ShippedModel]) -> str:
                      for name, r in data["mda"].items())
 
 
+# ---------------------------------------------------------------- real frames
+
+#: Real-data columns: (key of a part mean, header).
+REAL_METRICS = (
+    ("psnr_affine_bitdepth", "PSNR-affine (8-bit range)"),
+    ("psnr_affine_vs_gaussian_db", "vs Gaussian, dB"),
+    ("psnr_affine", "PSNR-affine (percentile)"),
+    ("ssim", "SSIM"),
+    ("ms_per_frame", "ms/frame"),
+    ("adapt_cpu_minutes", "training CPU min"),
+)
+
+
+def _real_data(data: dict) -> str:
+    d = data["data"]
+    return (f"report data: {len(d['report'])} fields ({', '.join(d['report'])}); settings "
+            f"chosen on the selection part ({len(d['selection'])} fields). Scored: "
+            f"{d['scored_frame']}; trained rows learn from {d['training_frames']}.")
+
+
+def _real_table(data: dict, part: str) -> list[str]:
+    rows = []
+    for name, row in data["rows"].items():
+        label = f"**{name}**" if name in FLOORS else name
+        if "skipped" in row:
+            rows.append([label, f"skipped: {row['skipped']}", *[""] * (len(REAL_METRICS) - 1)])
+            continue
+        mean = row["mean"][part]
+        if mean is None:
+            continue
+        rows.append([label, *(number(mean.get(key), 3 if key == "ssim" else 2)
+                              for key, _ in REAL_METRICS)])
+    return [*table(["row", *(header for _, header in REAL_METRICS)], rows), ""]
+
+
+def _real_body(data: dict, shipped: dict[str, ShippedModel]) -> list[str]:
+    budgets = data["budgets"]
+    unit = budgets.get("training_unit", "field")  # runs before one network per part: per field
+    minutes = budgets.get("n2v_cpu_minutes_per_network", budgets.get("n2v_cpu_minutes_per_field"))
+    return [
+        f"Report part, mean over its fields (N2V2: {number(minutes)} CPU min per network, one "
+        f"network per {unit}):", "",
+        *_real_table(data, "report"),
+        "Selection part (settings were chosen here; not a result):", "",
+        *_real_table(data, "selection"),
+    ]
+
+
+def _real_headline(data: dict, shipped: dict[str, ShippedModel]) -> str:
+    report = data["summary"]["report"]
+
+    def cell(name: str) -> str:
+        mean = report.get(name)
+        if mean is None:
+            return f"{name} –"
+        gap = mean.get("psnr_affine_vs_gaussian_db")
+        suffix = "" if gap is None else f" ({gap:+.2f})"
+        return f"{name} {number(mean['psnr_affine_bitdepth'])}{suffix}"
+
+    names = ["gaussian", "denoise", "adapted", "n2v2"]
+    return "report part, PSNR-affine dB (vs Gaussian): " + ", ".join(cell(n) for n in names)
+
+
 # ---------------------------------------------------------------- any other JSON
 
 
@@ -392,6 +455,14 @@ RENDERERS: list[tuple[str, Renderer]] = [
         "Acquisition overhead",
         "Whether hooking live_restore into an MDA costs the acquisition frames or frame rate.",
         _acquisition_data, _acquisition_body, _acquisition_headline)),
+    ("real", Renderer(
+        "Real microscope frames",
+        "Restoration of real low-dose confocal frames against their long-average targets: the "
+        "floors, every shipped model zero-shot, the shipped `denoise` adapted from the noisy "
+        "frames alone (Noise2Noise), and CAREamics' N2V2 trained on the same frames. "
+        "PSNR-affine fits the restoration affinely to the target; the 8-bit column uses the "
+        "data type's range (the FMD papers' convention), the percentile column the CARE one.",
+        _real_data, _real_body, _real_headline)),
     ("simulator", Renderer(
         "Simulator speed",
         "Frame rate of the simulated camera in a real MDA, and paired-data generation time.",

@@ -15,6 +15,7 @@ import numpy as np
 import useq
 
 from live_restore import sim
+from live_restore.acquisition.adapt_first import AdaptFirst
 from live_restore.acquisition.core import managed_core
 from live_restore.acquisition.run import AcquisitionReport, run_acquisition
 from live_restore.acquisition.store import AcquisitionStore, FrameStatus
@@ -22,6 +23,7 @@ from live_restore.metrics import psnr, ssim
 from live_restore.models.restorer import Restorer, get_restorer, list_models
 
 SIM_CONFIG_NAME = "sim_confocal_sted.cfg"
+REPLAY_CONFIG_NAME = "replay.cfg"
 DEMO_CHANNELS = ("Confocal", "STED")
 CHANNEL_MODELS = {"Confocal": "confocal2sted", "STED": "sted_denoise"}
 """With ``model="auto"``: the shipped model per channel, or ``classical`` where it is missing."""
@@ -48,13 +50,14 @@ def reference_channels(restorers: dict[str, Restorer]) -> dict[str, str]:
     return refs
 
 
-def default_config() -> Path:
-    """The simulated confocal/STED config: packaged with the wheel, or in the source tree."""
+def default_config(name: str = SIM_CONFIG_NAME) -> Path:
+    """A packaged Micro-Manager config (by default the simulated confocal/STED microscope's):
+    packaged with the wheel, or in the source tree."""
     package = Path(__file__).resolve().parents[1]
     for folder in (package / "hardware_configs", package.parents[1] / "hardware_configs"):
-        if (folder / SIM_CONFIG_NAME).is_file():
-            return folder / SIM_CONFIG_NAME
-    raise FileNotFoundError(f"{SIM_CONFIG_NAME} is missing from this installation")
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{name} is missing from this installation")
 
 
 def field_of_view(seed: int) -> tuple[float, float]:
@@ -175,8 +178,10 @@ def run_demo(
     seed: int = 0,
     roi: int = 256,
     overwrite: bool = False,
+    adapt_first: AdaptFirst | None = None,
 ) -> DemoResult:
-    """Run the demo acquisition, score it, and write ``<store>.png`` beside the store."""
+    """Run the demo acquisition, score it, and write ``<store>.png`` beside the store;
+    ``adapt_first`` adapts each channel's model on its first frames during the run."""
     restorers = channel_restorers(model, device)
     sequence = demo_sequence(frames)
     output = Path(output)
@@ -193,6 +198,7 @@ def run_demo(
                 "checksum": ",".join(r.version for r in restorers.values()),
             },
             annotate=lambda img, meta: {"sim_truth": sim.frame_truth(img, meta)},
+            adapt_first=adapt_first,
         )
     references = reference_channels(restorers)
     quality = evaluate_store(output, references)

@@ -1,0 +1,498 @@
+"""``live-restore bench real``: the floors, every shipped model and a peer on real noisy frames.
+
+Data: a folder laid out like the project's real-data folder. A *field* is any folder holding
+``noisy.tif`` (1–N frames of one field of view) and ``target.tif`` (its long average). Other
+``.tif`` files (time-lapse series without a target) are listed as adaptation-only and never
+scored. Each field belongs to one *part*: ``report`` when its name (its path relative to the
+data folder) matches one of ``config.report_fields`` (names or glob patterns; by default the
+real-data folder's split, :data:`DEFAULT_REPORT_FIELDS`), ``selection`` otherwise. Settings are
+chosen on the selection part and numbers are reported on the report part, so the JSON keeps
+the two apart: every field row names its part, and every row has a mean per part.
+
+Scoring: the first noisy frame of each field is restored and compared with ``target.tif``:
+
+- ``psnr``: both images normalised by their own 0.1/99.9 percentiles, no fit (as in
+  ``bench restorers``);
+- ``psnr_affine``, ``ssim``: :func:`live_restore.metrics.psnr` / :func:`~.metrics.ssim` (the
+  prediction affinely fitted to the percentile-normalised target, CARE convention);
+- ``psnr_affine_bitdepth`` (integer targets only): the prediction affinely fitted to the target
+  in its own units, data range the full range of the target's integer type (255 for 8-bit), the
+  convention of the FMD data set's papers. Per field it differs from ``psnr_affine`` by a
+  constant, so differences between rows agree;
+- ``ms_per_frame``: wall time of that restoration, after one untimed warm-up per restorer;
+- for rows that train (``n2v2``, ``adapted``): ``adapt_cpu_minutes``, the CPU time of the
+  training that made the restorer of that field. They train on noisy frames only, the scored
+  one included, as self-supervised methods are used in practice (no target is ever seen):
+  with ``config.training_unit`` ``"part"`` (the default) one network per part on every noisy
+  frame of the part's fields, as a microscopist adapts once to a session's frames; with
+  ``"field"`` one network per field on that field's frames.
+
+Rows: ``raw``; ``gaussian`` (σ ``config.gaussian_sigma_px``, on float input: on 8-bit input
+the filter would round); ``classical``; every shipped model zero-shot (``confocal2sted`` is a
+resolution-transfer model, not a denoiser, scored as-is); ``n2v2``: CAREamics N2V2 with its
+default settings, each network trained for ``config.n2v_cpu_minutes`` of CPU on the fields of
+``config.n2v_parts``, in the peer environment (:mod:`live_restore.experiments.peers`);
+``adapted``: ``adapt(base, stacks)`` on the fields of ``config.adapt_parts``, one ``(T, Y, X)``
+stack per field, with ``base`` a fresh ``config.adapt_base`` restorer. A row that
+cannot run is ``{"skipped": reason}``. The floors stay beside every learned row: each of its
+part means carries ``psnr_affine_vs_gaussian_db`` and ``psnr_affine_vs_classical_db``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import tifffile
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.ndimage import gaussian_filter
+from skimage.metrics import peak_signal_noise_ratio
+
+from live_restore import __version__, metrics
+from live_restore.experiments import peers
+from live_restore.experiments.bench_restorers import _plain_psnr
+from live_restore.models.restorer import Averaged, Restorer, get_restorer, list_models
+
+__all__ = [
+    "BENCH_REAL_PRESETS",
+    "DEFAULT_REPORT_FIELDS",
+    "AdaptFn",
+    "BenchRealConfig",
+    "RealField",
+    "bench_real",
+    "load_fields",
+]
+
+logger = logging.getLogger(__name__)
+
+Part = Literal["selection", "report"]
+PARTS: tuple[Part, ...] = ("selection", "report")
+
+DEFAULT_REPORT_FIELDS: tuple[str, ...] = (
+    "confocal_bpae_nuclei/fov1[1-9]",
+    "confocal_bpae_nuclei/fov20",
+    "confocal_mouse_brain",
+)
+"""The real-data folder's report part: FMD fields fov11–fov20 and the mouse-brain frame."""
+
+#: Draws averaged in the ``adapted_avg4`` row.
+AVERAGED_DRAWS = 4
+
+#: Model-file formats of the baselines shipped for ``bench restorers`` (not scored here).
+BASELINE_FORMATS = ("live_restore.care", "live_restore.ddpm")
+
+AdaptFn = Callable[[Restorer, list[np.ndarray]], Restorer]
+"""``adapt(base, frames) -> restorer``: ``frames`` float32 ``(T, Y, X)``, one field's noisy
+frames in camera units, no target."""
+
+_METRICS = (
+    "psnr",
+    "psnr_affine",
+    "psnr_affine_bitdepth",
+    "ssim",
+    "ms_per_frame",
+    "adapt_cpu_minutes",
+    "steps",
+)
+
+
+class BenchRealConfig(BaseModel):
+    """What ``bench real`` scores and the training budgets of its trained rows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    report_fields: tuple[str, ...] = Field(
+        DEFAULT_REPORT_FIELDS, description="field names or glob patterns of the report part"
+    )
+    fields_per_part: int | None = Field(None, ge=1, description="first N fields of each part")
+    crop_px: int | None = Field(None, ge=16, description="centre crop of every frame, pixels")
+    gaussian_sigma_px: float = Field(1.5, gt=0)
+    n2v_cpu_minutes: float = Field(10.0, gt=0, description="N2V2 training CPU per network")
+    n2v_parts: tuple[Part, ...] = Field(("report",), description="parts N2V2 is trained on")
+    n2v_batch_size: int = Field(16, ge=1)
+    adapt_parts: tuple[Part, ...] = ("selection", "report")
+    training_unit: Literal["part", "field"] = Field(
+        "part", description="trained rows: one network per part, or one per field"
+    )
+    adapt_base: str = "denoise"
+    threads: int = Field(1, ge=1, description="torch threads here and in the peer")
+    seed: int = Field(1, ge=1, description="seed of every restorer and of N2V2")
+
+
+BENCH_REAL_PRESETS: dict[str, BenchRealConfig] = {
+    "full": BenchRealConfig(),
+    "quick": BenchRealConfig(fields_per_part=2, crop_px=128, n2v_cpu_minutes=1.0),
+}
+
+
+@dataclass(frozen=True)
+class RealField:
+    """One scored field: ``noisy`` float32 ``(T, Y, X)``, ``target`` float32 ``(Y, X)``."""
+
+    name: str
+    part: Part
+    noisy: np.ndarray
+    target: np.ndarray
+    bitdepth_range: float | None
+    """The full range of ``target.tif``'s integer type; None for a float target."""
+
+
+def _centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
+    if size is None:
+        return image
+    y0 = max(0, (image.shape[-2] - size) // 2)
+    x0 = max(0, (image.shape[-1] - size) // 2)
+    return image[..., y0 : y0 + size, x0 : x0 + size]
+
+
+def _read_field(folder: Path, name: str, part: Part, crop: int | None) -> RealField:
+    noisy = tifffile.imread(folder / "noisy.tif").astype(np.float32)
+    noisy = noisy[None] if noisy.ndim == 2 else noisy
+    target_path = folder / "target.tif"
+    if not target_path.is_file():
+        raise ValueError(f"field {name!r} has noisy.tif but no target.tif in {folder}")
+    target = tifffile.imread(target_path)
+    bitdepth_range = float(np.iinfo(target.dtype).max) if target.dtype.kind in "ui" else None
+    target = target.astype(np.float32)
+    if noisy.ndim != 3 or target.shape != noisy.shape[1:]:
+        raise ValueError(
+            f"field {name!r}: noisy.tif {noisy.shape} must be (T, Y, X) frames of "
+            f"target.tif's shape {target.shape}"
+        )
+    noisy, target = _centre_crop(noisy, crop), _centre_crop(target, crop)
+    return RealField(name, part, noisy, target, bitdepth_range)
+
+
+def load_fields(
+    data: Path, config: BenchRealConfig = BENCH_REAL_PRESETS["full"]
+) -> tuple[list[RealField], list[str]]:
+    """Every field under ``data`` with its part, and the adaptation-only series (names).
+
+    Raises ValueError when ``data`` holds no field, or when report patterns that were given
+    (not the defaults) match none of its fields.
+    """
+    data = Path(data)
+    if not data.is_dir():
+        raise ValueError(f"data folder {str(data)!r} does not exist")
+    folders = sorted({p.parent for p in data.rglob("noisy.tif")})
+    if not folders:
+        raise ValueError(f"no field (a folder with noisy.tif and target.tif) under {str(data)!r}")
+
+    def name_of(folder: Path) -> str:
+        rel = folder.relative_to(data).as_posix()
+        return folder.name if rel == "." else rel
+
+    def part_of(name: str) -> Part:
+        report = any(fnmatch.fnmatchcase(name, pat) for pat in config.report_fields)
+        return "report" if report else "selection"
+
+    names = {folder: name_of(folder) for folder in folders}
+    parts = {folder: part_of(name) for folder, name in names.items()}
+    if "report" not in parts.values():
+        if config.report_fields != DEFAULT_REPORT_FIELDS:
+            raise ValueError(
+                f"report fields {list(config.report_fields)} match no field; fields: "
+                f"{sorted(names.values())}"
+            )
+        logger.warning("no field matches the default report part; every field is selection")
+    chosen: list[Path] = []
+    for part in PARTS:
+        in_part = [folder for folder in folders if parts[folder] == part]
+        chosen += in_part[: config.fields_per_part]
+    fields = [_read_field(f, names[f], parts[f], config.crop_px) for f in chosen]
+    series = sorted(
+        p.relative_to(data).as_posix()
+        for p in data.rglob("*.tif")
+        if p.parent not in names and p.name not in ("noisy.tif", "target.tif")
+    )
+    return fields, series
+
+
+def _score(prediction: np.ndarray, field: RealField) -> dict[str, float]:
+    target = field.target
+    scores = {
+        "psnr": _plain_psnr(prediction, target),
+        "psnr_affine": metrics.psnr(prediction, target),
+        "ssim": metrics.ssim(prediction, target),
+    }
+    if field.bitdepth_range is not None:
+        fitted = metrics.fit_affine(prediction, target)
+        scores["psnr_affine_bitdepth"] = float(
+            peak_signal_noise_ratio(target, fitted, data_range=field.bitdepth_range)
+        )
+    return scores
+
+
+def _timed(restore: Callable[[np.ndarray], np.ndarray], frame: np.ndarray) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = restore(frame)
+    return out, 1000.0 * (time.perf_counter() - t0)
+
+
+def _restore_fn(restorer: Restorer, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda frame: restorer.restore(frame, seed=seed).mean[0]
+
+
+def _fixed_row(
+    fields: Sequence[RealField], restore: Callable[[np.ndarray], np.ndarray]
+) -> dict[str, dict[str, Any]]:
+    """Score a restorer that does not train: one warm-up, then each field's first frame."""
+    restore(fields[0].noisy[0])
+    out = {}
+    for field in fields:
+        prediction, ms = _timed(restore, field.noisy[0])
+        out[field.name] = {"part": field.part, **_score(prediction, field)}
+        out[field.name]["ms_per_frame"] = ms
+    return out
+
+
+def _training_groups(
+    fields: Sequence[RealField], unit: Literal["part", "field"]
+) -> dict[str, list[RealField]]:
+    """The fields each trained network learns from: one group per part, or per field."""
+    groups: dict[str, list[RealField]] = {}
+    for field in fields:
+        groups.setdefault(field.part if unit == "part" else field.name, []).append(field)
+    return groups
+
+
+def _adapted_rows(
+    fields: Sequence[RealField], adapt: AdaptFn, config: BenchRealConfig, device: str | None
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per field, the adapted restorer with one draw (what the live worker runs) and with the
+    mean of ``AVERAGED_DRAWS`` draws."""
+    out: dict[str, dict[str, dict[str, Any]]] = {"adapted": {}, "adapted_avg4": {}}
+    for group in _training_groups(fields, config.training_unit).values():
+        base = get_restorer(config.adapt_base, device=device)
+        cpu0 = time.process_time()
+        adapted = adapt(base, [field.noisy for field in group])
+        cpu_minutes = (time.process_time() - cpu0) / 60.0
+        for row, draws in (("adapted", 1), ("adapted_avg4", AVERAGED_DRAWS)):
+            restore = _restore_fn(Averaged(adapted, draws), config.seed)
+            restore(group[0].noisy[0])
+            for field in group:
+                prediction, ms = _timed(restore, field.noisy[0])
+                out[row][field.name] = {"part": field.part, **_score(prediction, field)}
+                out[row][field.name] |= {"ms_per_frame": ms, "adapt_cpu_minutes": cpu_minutes}
+    return out
+
+
+def _n2v2_row(
+    fields: Sequence[RealField], python: Path, config: BenchRealConfig
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    groups = {}
+    for name, group in _training_groups(fields, config.training_unit).items():
+        shapes = {f.noisy.shape[-2:] for f in group}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"N2V2 trains one network on the frames of {name!r}, whose fields differ in "
+                f"size {sorted(shapes)}: use training_unit 'field'"
+            )
+        frames = np.concatenate([f.noisy for f in group])
+        groups[name] = (frames, {f.name: f.noisy[0] for f in group})
+    results, versions = peers.run_n2v2(
+        python,
+        groups,
+        cpu_seconds_per_group=60.0 * config.n2v_cpu_minutes,
+        batch_size=config.n2v_batch_size,
+        seed=config.seed,
+        threads=config.threads,
+    )
+    out = {}
+    for field in fields:
+        r = results[field.name]
+        out[field.name] = {"part": field.part, **_score(r.prediction, field)}
+        out[field.name] |= {
+            "ms_per_frame": r.ms_per_frame,
+            "adapt_cpu_minutes": r.train_cpu_s / 60.0,
+            "steps": r.steps,
+        }
+    return out, versions
+
+
+def _part_means(per_field: Mapping[str, Mapping[str, Any]]) -> dict[str, dict | None]:
+    means: dict[str, dict | None] = {}
+    for part in PARTS:
+        rows = [r for r in per_field.values() if r["part"] == part]
+        keys = [k for k in _METRICS if rows and k in rows[0]]
+        means[part] = (
+            {"fields": len(rows)} | {k: float(np.mean([r[k] for r in rows])) for k in keys}
+            if rows
+            else None
+        )
+    return means
+
+
+def _add_floor_gaps(rows: dict[str, dict[str, Any]]) -> None:
+    """Put the Gaussian and classical floors beside every learned row's part means."""
+    for row in rows.values():
+        if row.get("kind") not in ("model", "peer", "adapted") or "mean" not in row:
+            continue
+        for part, mean in row["mean"].items():
+            if mean is None:
+                continue
+            for floor in ("gaussian", "classical"):
+                floor_mean = rows[floor]["mean"][part]
+                mean[f"psnr_affine_vs_{floor}_db"] = (
+                    mean["psnr_affine"] - floor_mean["psnr_affine"] if floor_mean else None
+                )
+
+
+def _versions() -> dict[str, str]:
+    out = {"live_restore": __version__, "python": platform.python_version()}
+    for package in ("torch", "numpy", "scipy", "scikit-image", "tifffile"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def _trained_fields(fields: Sequence[RealField], parts: Sequence[Part]) -> list[RealField]:
+    return [f for f in fields if f.part in parts]
+
+
+def bench_real(
+    data: str | Path,
+    config: BenchRealConfig = BENCH_REAL_PRESETS["full"],
+    *,
+    adapt: AdaptFn | None = None,
+    peers_python: str | Path | None = None,
+    device: str | None = None,
+    command: str | None = None,
+    say: Callable[[str], None] = lambda _msg: None,
+) -> dict[str, Any]:
+    """Score every row (module docstring) on the fields under ``data``; return the JSON-able
+    result. ``adapt`` enables the ``adapted`` row; ``peers_python`` overrides the peer
+    environment (:func:`live_restore.experiments.peers.peers_python`); ``command`` is recorded
+    as given; ``say`` receives progress lines."""
+    fields, series = load_fields(Path(data), config)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        rows = _run_rows(fields, config, adapt, peers.peers_python(peers_python), device, say)
+    finally:
+        torch.set_num_threads(previous_threads)
+    _add_floor_gaps(rows)
+    summary = {
+        part: {
+            name: row["mean"][part]
+            for name, row in rows.items()
+            if "mean" in row and row["mean"][part] is not None
+        }
+        for part in PARTS
+    }
+    return {
+        "benchmark": "real",
+        "command": command,
+        "data": {
+            "root": str(Path(data).resolve()),
+            **{part: [f.name for f in fields if f.part == part] for part in PARTS},
+            "adaptation_only": series,
+            "report_fields": list(config.report_fields),
+            "split": "default (real-data folder)"
+            if config.report_fields == DEFAULT_REPORT_FIELDS
+            else "given",
+            "frames": {f.name: list(f.noisy.shape) for f in fields},
+            "scored_frame": "the first noisy frame of each field, against target.tif",
+            "training_frames": (
+                "all noisy frames of the part's fields, one network per part (n2v2, adapted)"
+                if config.training_unit == "part"
+                else "all noisy frames of the field, one network per field (n2v2, adapted)"
+            ),
+        },
+        "config": config.model_dump(mode="json"),
+        "budgets": {
+            "n2v_cpu_minutes_per_network": config.n2v_cpu_minutes,
+            "training_unit": config.training_unit,
+            "n2v_parts": list(config.n2v_parts),
+            "adapt_parts": list(config.adapt_parts),
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "threads": config.threads,
+            "device": device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        },
+        "software": _versions() | {"n2v2_peer": rows["n2v2"].get("versions")},
+        "rows": rows,
+        "summary": summary,
+    }
+
+
+def _run_rows(
+    fields: Sequence[RealField],
+    config: BenchRealConfig,
+    adapt: AdaptFn | None,
+    python: Path,
+    device: str | None,
+    say: Callable[[str], None],
+) -> dict[str, dict[str, Any]]:
+    sigma = config.gaussian_sigma_px
+    fixed: dict[str, tuple[dict[str, Any], Callable[[np.ndarray], np.ndarray]]] = {
+        "raw": ({"kind": "floor"}, lambda frame: frame),
+        "gaussian": ({"kind": "floor", "sigma_px": sigma}, lambda f: gaussian_filter(f, sigma)),
+        "classical": (
+            {"kind": "floor"},
+            _restore_fn(get_restorer("classical", device=device), config.seed),
+        ),
+    }
+    for model in (m for m in list_models() if m["kind"] == "shipped"):
+        if json.loads(Path(model["path"]).read_text())["format"] in BASELINE_FORMATS:
+            continue  # the simulator benchmark's CARE and DDPM, not restorers for users
+        restorer = get_restorer(model["path"], device=device)
+        info: dict[str, Any] = {"kind": "model", "version": restorer.version}
+        if model["name"] == "confocal2sted":
+            info["note"] = "resolution-transfer model (confocal to STED), not a denoiser"
+        fixed[model["name"]] = (info, _restore_fn(restorer, config.seed))
+    rows: dict[str, dict[str, Any]] = {}
+    for name, (info, restore) in fixed.items():
+        say(f"{name}: {len(fields)} fields")
+        per_field = _fixed_row(fields, restore)
+        rows[name] = info | {"fields": per_field, "mean": _part_means(per_field)}
+
+    adapt_fields = _trained_fields(fields, config.adapt_parts)
+    if adapt is None:
+        rows["adapted"] = {"skipped": "no adaptation function given (--adapt none)"}
+    elif not adapt_fields:
+        rows["adapted"] = {"skipped": f"no field in adapt_parts {list(config.adapt_parts)}"}
+    else:
+        say(f"adapted: {config.adapt_base} adapted on {len(adapt_fields)} fields")
+        for name, per_field in _adapted_rows(adapt_fields, adapt, config, device).items():
+            rows[name] = {"kind": "adapted", "base": config.adapt_base, "fields": per_field,
+                          "mean": _part_means(per_field)}
+
+    n2v_fields = _trained_fields(fields, config.n2v_parts)
+    reason = peers.careamics_unavailable(python)
+    if reason is None and not n2v_fields:
+        reason = f"no field in n2v_parts {list(config.n2v_parts)}"
+    if reason is not None:
+        rows["n2v2"] = {"skipped": reason}
+        return rows
+    say(f"n2v2: {len(n2v_fields)} fields, {config.n2v_cpu_minutes:g} CPU min per network")
+    try:
+        per_field, versions = _n2v2_row(n2v_fields, python, config)
+    except (RuntimeError, ValueError) as err:
+        rows["n2v2"] = {"skipped": str(err)}
+        return rows
+    rows["n2v2"] = {
+        "kind": "peer",
+        "method": f"CAREamics N2V2, default settings, one network per {config.training_unit}",
+        "python": str(python),
+        "versions": versions,
+        "fields": per_field,
+        "mean": _part_means(per_field),
+    }
+    return rows
