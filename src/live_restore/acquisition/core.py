@@ -20,7 +20,7 @@ CANCEL_POLL_S = 0.01
 
 
 def shutdown_core(core: CMMCorePlus) -> None:
-    """Tear a core down so the interpreter cannot abort at exit (notes/pymmcore.md §4).
+    """Tear a core down so the interpreter cannot abort at exit.
 
     MMCore's callback thread may still be delivering into Python when the interpreter
     finalises; unregistering the callback joins that thread first.

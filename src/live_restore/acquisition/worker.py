@@ -1,7 +1,7 @@
 """Restoring into a store: the store sink, and the background worker of a live acquisition.
 
 The worker restores queued frames in micro-batches at a lower OS priority, so a CPU restorer
-cannot starve the acquisition thread (notes/pymmcore.md §6), writes each result beside its raw
+cannot starve the acquisition thread, writes each result beside its raw
 frame and marks it in the ledger. A frame whose pixels were not kept in RAM (the hook's budget
 was full) is read back from the raw array, so memory stays flat and no frame is lost.
 
@@ -70,7 +70,7 @@ def model_label(restorer: Restorer) -> str:
 
 def lower_thread_priority(nice: int) -> None:
     """Lower the calling thread's OS priority and leave a core to the acquisition thread, so
-    background restoring or training cannot starve it (notes/pymmcore.md §6)."""
+    background restoring or training cannot starve it."""
     if nice > 0 and sys.platform.startswith("linux"):
         with suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)

@@ -3,7 +3,7 @@
 Fluorescence detectors give ``x = a * Poisson(lambda) + N(mu, sigma^2)``: the variance of a
 pixel grows linearly with its mean, ``var = a * mean + b`` with ``b = sigma^2 - a * mu``.
 Estimating ``(a, b)`` from the frame itself lets a restorer stabilise the variance instead of
-guessing the noise level (notes/transfer.md, lesson 2).
+guessing the noise level.
 """
 
 from __future__ import annotations
