@@ -71,7 +71,8 @@ RUNS: dict[str, Run] = {
     "restorers_512": Run(
         "live-restore bench restorers --task confocal2sted --task denoise --frames 4 --size 512 "
         "--json docs/bench/restorers_512.json",
-        "Time and quality of one 512² frame with the shipped models, run alone.",
+        "Time and quality of one 512² frame with the shipped models (and the shipped "
+        "quick-budget CARE and DDPM baselines), on report seed 30 000.",
     ),
     "restorers_full_quick_budget": Run(
         "live-restore bench restorers --task confocal2sted --task denoise --model "
