@@ -140,9 +140,9 @@ class NoisyPairs:
             )
             lo, scale = self._scales[s][t]
             window = (slice(top, top + patch_size), slice(left, left + patch_size))
-            stack = self.frames[s]
-            target = stack[list(u)][(slice(None), *window)].mean(axis=0)
-            for crop, out in ((stack[t][window], inputs), (target, targets)):
+            crops = self.frames[s][(slice(None), *window)]  # a view: crop before averaging
+            target = crops[list(u)].mean(axis=0)
+            for crop, out in ((crops[t], inputs), (target, targets)):
                 crop = (crop - lo) / scale
                 crop = np.rot90(crop[:, ::-1] if flip else crop, rot)
                 out.append(torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32)))
