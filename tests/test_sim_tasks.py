@@ -95,3 +95,15 @@ def test_make_pairs_and_write_dataset(tmp_path) -> None:
 def test_bad_input(call, bad: str, tmp_path) -> None:
     with pytest.raises(ValueError, match=bad):
         call(tmp_path / "x")
+
+
+def test_denoise_pairs_include_correlated_noise_and_eight_bit_frames() -> None:
+    readouts = [make_pair("denoise", seed, size=64)[2]["readout"] for seed in range(12)]
+    assert any(r["lowpass"] and r["lowpass"]["kind"] == "line" for r in readouts)
+    assert any(r["lowpass"] and r["lowpass"]["kind"] == "gaussian" for r in readouts)
+    assert any(r["eight_bit"] is None for r in readouts)
+    seed = next(s for s, r in enumerate(readouts) if r["eight_bit"])
+    degraded, target, _ = make_pair("denoise", seed, size=64)
+    assert degraded.min() >= 0 and degraded.max() <= 255
+    assert np.array_equal(degraded, np.rint(degraded))
+    assert target.min() >= 0 and target.max() <= 255

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import scipy.ndimage
+import scipy.signal
 
 
 @dataclass(frozen=True)
@@ -101,3 +103,41 @@ def scanner_stripes(
     phase = rng.uniform(0, 2 * np.pi) + np.arange(h)[:, None] * rng.uniform(0.05, 0.5)
     hum = 1.0 + hum_amplitude * np.sin(2 * np.pi * np.arange(w)[None, :] / period + phase)
     return np.clip(out * hum, 0.0, None).astype(np.float32)
+
+
+def analogue_lowpass(image: np.ndarray, pole: float) -> np.ndarray:
+    """A point scanner's amplifier bandwidth: a one-pole low-pass along each line (axis 1).
+
+    The detector current is integrated with a time constant comparable to the pixel dwell, so
+    each pixel keeps ``pole`` of the one before it in the line: shot and read noise become
+    correlated between horizontal neighbours (correlation ``pole``) and the signal is smeared
+    by the same amount. The filter has unit DC gain, so mean levels are kept.
+    """
+    if not 0.0 <= pole < 1.0:
+        raise ValueError(f"low-pass pole must be in [0, 1), got {pole!r}")
+    if pole == 0.0:
+        return np.asarray(image, np.float32)
+    out = scipy.signal.lfilter([1.0 - pole], [1.0, -pole], image, axis=1,
+                               zi=np.asarray(image)[:, :1] * pole)[0]
+    return out.astype(np.float32)
+
+
+def spatial_lowpass(image: np.ndarray, sigma_px: float) -> np.ndarray:
+    """A camera pipeline's resampling (binning, demosaicing, rescaling): an isotropic Gaussian
+    low-pass of ``sigma_px`` that makes the noise correlated over neighbouring pixels."""
+    if sigma_px < 0:
+        raise ValueError(f"low-pass sigma must be >= 0, got {sigma_px!r}")
+    if sigma_px == 0:
+        return np.asarray(image, np.float32)
+    return scipy.ndimage.gaussian_filter(np.asarray(image, np.float32), sigma_px, mode="reflect")
+
+
+def eight_bit(image: np.ndarray, scale: float, black_level: float) -> np.ndarray:
+    """An 8-bit readout: ``image * scale + black_level`` rounded and clipped to 0..255.
+
+    A negative black level clips the dark pixels at 0 (their noise is lost), a high scale
+    saturates the brightest ones at 255: both are what 8-bit confocal and camera frames show.
+    """
+    return np.clip(np.rint(np.asarray(image, np.float64) * scale + black_level), 0, 255).astype(
+        np.float32
+    )

@@ -20,7 +20,9 @@ Tasks (2-D tasks return (Y, X), ``axial_inpaint`` returns (Z, Y, X)):
   0–3 ADU·gain, per-pixel gain (PRNU, sd 0–5 %), column offsets and temporal row noise.
   Point scanner (PMT, HyD): gain 0.5–20 ADU/photon, offset 0–50 ADU, read noise
   0–1 ADU·gain, no fixed pattern. Target: 20–50× the dose, same fixed patterns (as a long
-  average would contain), no read or row noise, same ADU scale.
+  average would contain), no read or row noise, same ADU scale. Half the pairs have
+  correlated noise (a scanner's line low-pass or a camera's resampling) and half are 8-bit
+  with a black level and clipping (``_readout``).
 - ``axial_inpaint``: confocal z-stack, 16 planes 100 nm apart (50 nm pixels, specimens in
   three layers over ±0.7 µm). Degraded: only every k-th plane (k ∈ {2, 3, 4}) is measured;
   planes in between are linearly interpolated from the measured neighbours (held constant
@@ -177,6 +179,8 @@ def _denoise(rng: np.random.Generator, noise: np.random.Generator, params: dict)
     camera = det.Detector(gain=gain, offset=offset, read_noise=read)
     degraded = camera.sample(photons, noise) + cols + det.row_noise(noise, (size, size), rows_sd)
     target = offset + cols + gain * noise.poisson(photons * dose_ratio) / dose_ratio
+    signal_peak = float(np.percentile(photons, 99.9)) * gain
+    degraded, target, readout = _readout(rng, scanner, degraded, target, offset, signal_peak)
     params |= {
         "detector_kind": "point_scanner" if scanner else "camera",
         "psf_sigma_px": sigma_px,
@@ -191,8 +195,51 @@ def _denoise(rng: np.random.Generator, noise: np.random.Generator, params: dict)
         "prnu_sd": float(prnu.std()),
         "row_noise_sd_adu": rows_sd,
         "target_dose_ratio": dose_ratio,
+        "readout": readout,
     }
     return degraded.astype(np.float32), target.astype(np.float32), params
+
+
+def _readout(
+    rng: np.random.Generator,
+    scanner: bool,
+    degraded: np.ndarray,
+    target: np.ndarray,
+    offset: float,
+    signal_peak: float,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """What real detectors do after the photons are counted, each in half of the pairs.
+
+    - Correlated noise: a scanner's amplifier low-pass along the line (pole 0.1–0.6), or a
+      camera pipeline's resampling (Gaussian σ 0.3–1 px). The target is a long average through
+      the same electronics, so it is filtered the same way.
+    - 8-bit data: the frame (less its offset) is scaled so that the 99.9th percentile of its
+      expected signal (``signal_peak``, ADU above the offset: an instrument setting, the same
+      for every realisation) lands at 100–300 DN (the top ones saturate at 255), a black
+      level of −5…15 DN is added (a negative one clips the darkest pixels at 0), and it is
+      rounded. The target gets the same
+      scale and black level, unrounded and clipped to the same range.
+
+    The draws come after every other draw of the pair, so the pairs' other parameters are
+    those of the same seed without these effects.
+    """
+    correlated, quantised = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+    pole, sigma_px = float(rng.uniform(0.1, 0.6)), float(rng.uniform(0.3, 1.0))
+    peak_dn, black = float(rng.uniform(100.0, 300.0)), float(rng.uniform(-5.0, 15.0))
+    info: dict = {"lowpass": None, "eight_bit": None}
+    if correlated:
+        if scanner:
+            degraded, target = (det.analogue_lowpass(a, pole) for a in (degraded, target))
+            info["lowpass"] = {"kind": "line", "pole": pole}
+        else:
+            degraded, target = (det.spatial_lowpass(a, sigma_px) for a in (degraded, target))
+            info["lowpass"] = {"kind": "gaussian", "sigma_px": sigma_px}
+    if quantised:
+        scale = peak_dn / max(signal_peak, 1e-6)
+        degraded = det.eight_bit(degraded - offset, scale, black)
+        target = np.clip((target - offset) * scale + black, 0.0, 255.0)
+        info["eight_bit"] = {"scale": scale, "black_level_dn": black}
+    return degraded, target, info
 
 
 def _axial_inpaint(rng: np.random.Generator, noise: np.random.Generator, params: dict) -> tuple:
