@@ -246,3 +246,35 @@ def test_adapt_tiny_writes_an_adapted_model_and_refuses_a_known_defect(tmp_path)
     assert f"learned out-of-focus light {light:.2f}×" in result.output
     taken = runner.invoke(app, [args[0], "--defect", "stripes", *args[3:]])
     assert taken.exit_code == 1 and "stripes" in taken.output
+
+
+def test_a_calibration_reaches_the_restorer_and_the_store(tmp_path):
+    from live_restore.models.calibration import Calibration
+
+    calibration = Calibration(gain=1.0, floor=4.0, correlation=[[1.0]], frames=8,
+                              shape=(512, 512), source="test")
+    cal = calibration.save(tmp_path / "cal.json")
+    seq = useq.MDASequence(time_plan={"interval": 0, "loops": 2})
+    (tmp_path / "seq.json").write_text(seq.model_dump_json())
+    store = tmp_path / "acq.zarr"
+    result = runner.invoke(app, [
+        "acquire", "--config", "demo", "--sequence", str(tmp_path / "seq.json"), "--output",
+        str(store), "--model", "denoise", "--calibration", str(cal)])
+    assert result.exit_code == 0, result.output
+    with AcquisitionStore.open(store, mode="r") as s:
+        restored = s.indices(FrameStatus.RESTORED)
+        assert len(restored) == 2
+        assert s.frame_metadata(restored[0])["model"].endswith(f"+cal-{calibration.digest()}")
+    attrs = json.loads((store / "zarr.json").read_text())["attributes"]["live_restore"]
+    assert attrs["model"]["calibration"]["digest"] == calibration.digest()
+
+    tifffile.imwrite(tmp_path / "in.tif", np.zeros((16, 16), np.uint16))
+    (tmp_path / "broken.json").write_text('{"format": "live_restore.calibration", "gain": -1}')
+    for calibration_file, message in ((tmp_path / "broken.json", "gain"),
+                                      (tmp_path / "missing.json", "cannot read")):
+        bad = runner.invoke(app, ["restore", str(tmp_path / "in.tif"), str(tmp_path / "o.tif"),
+                                  "--model", "denoise", "--calibration", str(calibration_file)])
+        assert bad.exit_code == 1 and message in bad.output
+    care = runner.invoke(app, ["restore", str(tmp_path / "in.tif"), str(tmp_path / "o.tif"),
+                               "--model", "confocal2sted_care", "--calibration", str(cal)])
+    assert care.exit_code == 1 and "reads no noise level" in care.output

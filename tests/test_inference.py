@@ -24,7 +24,7 @@ def _frames(n: int = 1, shape=(40, 70), seed: int = 0) -> np.ndarray:
 
 
 def _doubling(calls: list):
-    def draw(y, generator, estimate):
+    def draw(y, generator, estimate, sigma):
         calls.append((tuple(y.shape), torch.is_inference_mode_enabled(), estimate is None))
         return 2 * y
 
@@ -34,7 +34,7 @@ def _doubling(calls: list):
 @pytest.mark.parametrize("shape", [(1, 1), (5, 3), (40, 70)])
 def test_identity_draw_returns_the_frame_in_camera_units(shape):
     frames = _frames(2, shape)
-    out = _inferer().restore(frames, lambda y, g, e: y, seed=0)
+    out = _inferer().restore(frames, lambda y, g, e, s: y, seed=0)
     assert out.mean.dtype == np.float32 and out.std is None
     np.testing.assert_allclose(out.mean, frames, rtol=1e-5)
 
@@ -69,7 +69,7 @@ def test_tile_geometry():
 def test_samples_give_mean_and_spread_and_a_seed_reproduces_them():
     frames = _frames(2, (12, 16))
 
-    def noisy(y, generator, estimate):
+    def noisy(y, generator, estimate, sigma):
         return y + torch.randn(y.shape, generator=generator)
 
     inferer = _inferer()

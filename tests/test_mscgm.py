@@ -9,7 +9,9 @@ import pytest
 import scipy.ndimage
 import torch
 
+from live_restore.models.calibration import Calibration
 from live_restore.models.configs import MSCGMConfig
+from live_restore.models.inference import Inferer
 from live_restore.models.mscgm import MSCGM, MSCGMRestorer, noise_level, synthesise
 from live_restore.models.networks import DetailHead
 from live_restore.models.normalisation import normalise_frame
@@ -283,7 +285,7 @@ def test_detail_passes_start_from_the_first_pass_and_are_averaged(shape, tile, m
     frames = _frames(1, shape)
     calls = []
 
-    def fake(y, steps, eta, generator, estimate=None):
+    def fake(y, steps, eta, generator, estimate=None, sigma=None):
         calls.append(estimate is None)
         return 2 * y if estimate is None else estimate + 1  # later passes: first pass + 1
 
@@ -301,7 +303,7 @@ def test_detail_passes_cover_distinct_grid_offsets_in_every_orientation(monkeypa
     restorer = _one_level_restorer()
     frames = _frames(1, (24, 30))
 
-    def grid_marker(y, steps, eta, generator, estimate=None):
+    def grid_marker(y, steps, eta, generator, estimate=None, sigma=None):
         marker = torch.zeros_like(y)
         marker[..., ::2, ::2] = 1.0  # the top-left pixel of every Haar block of this view
         return marker
@@ -431,3 +433,30 @@ def test_load_reports_broken_files(restorer, tmp_path):
     path.write_text(json.dumps(meta | {"weights_checksum": other_meta["weights_checksum"]}))
     with pytest.raises(ValueError, match="do not match the config"):
         MSCGMRestorer.load(path)
+
+
+def test_a_calibration_gives_the_model_its_noise_level_and_names_itself_in_the_version():
+    restorer = MSCGMRestorer(_model(noise_scaled=True, detail_skip=True), device="cpu")
+    frames = _frames(1, (64, 64))  # Poisson(20) + 10 ADU: var = 1 · x − 10
+    plain = restorer.restore(frames, seed=0).mean
+    version = restorer.version
+
+    def calibration(gain: float, floor: float) -> Calibration:
+        return Calibration(gain=gain, floor=floor, correlation=[[1.0]], frames=8,
+                           shape=(64, 64), source="test")
+
+    right = calibration(1.0, -10.0)
+    norm, _, scale = restorer.config.normalisation.normalise(frames[0])
+    y_details = restorer.model.pyramid(torch.from_numpy(norm)[None, None]).details
+    read_off_frame = float(noise_level(y_details[-1]))
+    assert Inferer.calibrated_sigma(frames[0], right.noise_model(), scale) == pytest.approx(
+        read_off_frame, rel=0.1)
+    restorer.use_calibration(right)
+    assert restorer.version == f"{version}+cal-{right.digest()}"
+    calibrated = restorer.restore(frames, seed=0).mean
+    loud = MSCGMRestorer(restorer.model, device="cpu")
+    loud.use_calibration(calibration(100.0, 0.0))
+    louder = loud.restore(frames, seed=0).mean
+    assert np.abs(louder - plain).mean() > 5 * np.abs(calibrated - plain).mean()
+    with pytest.raises(ValueError, match="reads no noise level"):
+        MSCGMRestorer(_model(), device="cpu").use_calibration(right)

@@ -11,8 +11,14 @@ from typer.testing import CliRunner
 from live_restore.cli import app
 from live_restore.models.calibration import Calibration, calibrate_burst
 from live_restore.models.classical import ClassicalRestorer
-from live_restore.models.noise import clipped_pixels, estimate_noise, quantisation_step
-from live_restore.sim.detector import Detector
+from live_restore.models.noise import (
+    NoiseModel,
+    clipped_pixels,
+    diagonal_band_attenuation,
+    estimate_noise,
+    quantisation_step,
+)
+from live_restore.sim.detector import Detector, analogue_lowpass
 from live_restore.sim.microscope import Microscope
 
 
@@ -117,7 +123,7 @@ def test_calibration_with_dark_frames_round_trips_and_refuses_extra_keys(tmp_pat
     np.testing.assert_allclose(loaded.load_maps(path)["offset"], maps["offset"], rtol=1e-6)
     text = path.read_text().replace('"version": 1,', '"version": 1, "colour": "blue",')
     (tmp_path / "extra.json").write_text(text)
-    with pytest.raises(ValidationError, match="colour"):
+    with pytest.raises(ValueError, match="not valid: colour: Extra inputs"):
         Calibration.load(tmp_path / "extra.json")
     with pytest.raises(ValidationError, match="format"):
         Calibration.model_validate({**loaded.model_dump(), "format": "other"})
@@ -169,3 +175,17 @@ def test_cli_calibrates_a_recorded_stack(tmp_path):
         app, ["calibrate", "--stack", str(tmp_path / "nope.tif"), "--out", str(tmp_path / "x.json")]
     )
     assert bad.exit_code == 1 and "error" in bad.output
+
+
+def test_band_attenuation_of_white_and_line_correlated_noise():
+    assert NoiseModel(gain=1.0, floor=0.0).band_attenuation() == 1.0
+    window = np.zeros((5, 5))
+    window[2, 2], window[2, 1], window[2, 3] = 1.0, 0.3, 0.3  # a scanner's line low-pass
+    noise = NoiseModel(gain=1.0, floor=0.0, correlation=tuple(map(tuple, window)))
+    assert noise.band_attenuation() == pytest.approx(0.7)
+    # the finest diagonal Haar band of such noise keeps that fraction of its variance
+    lowpassed = analogue_lowpass(np.random.default_rng(0).standard_normal((512, 512)), 0.3)
+    band = (lowpassed[0::2, 0::2] - lowpassed[0::2, 1::2] - lowpassed[1::2, 0::2]
+            + lowpassed[1::2, 1::2]) / 2
+    assert band.var() / lowpassed.var() == pytest.approx(0.7, abs=0.03)
+    assert diagonal_band_attenuation(np.ones((1, 1))) == 1.0

@@ -16,7 +16,30 @@ from live_restore.cli.root import app, console, fail, noisy_base, report_table
 if TYPE_CHECKING:
     from live_restore.acquisition.adapt_first import AdaptFirst
     from live_restore.acquisition.run import AcquisitionReport
+    from live_restore.models.calibration import Calibration
     from live_restore.models.restorer import Restorer
+
+CalibrationOption = Annotated[Path | None, typer.Option(
+    help="detector calibration JSON (`live-restore calibrate`): the restorer takes the "
+         "noise from it instead of estimating it from each frame")]
+
+
+def _calibration(path: Path | None) -> Calibration | None:
+    """The ``--calibration`` file, validated, or None."""
+    if path is None:
+        return None
+    from live_restore.models.calibration import Calibration
+
+    return Calibration.load(path)
+
+
+def _calibration_info(path: Path | None, calibration: Calibration | None) -> dict:
+    """What the store's model record says of the calibration (nothing without one)."""
+    if calibration is None:
+        return {}
+    return {"calibration": {"file": str(path), "digest": calibration.digest(),
+                            "gain": calibration.gain, "floor": calibration.floor,
+                            "frames": calibration.frames, "source": calibration.source}}
 
 
 def _adapt_first_plan(frames: int, steps: int | None, base: Restorer | None = None
@@ -124,6 +147,7 @@ def acquire(
     adapt_steps: Annotated[int | None, typer.Option(
         min=1, help="optimiser steps of that adaptation (default: as `adapt --from-noisy`)")
     ] = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Run a useq sequence on any Micro-Manager config and restore it live."""
     import useq
@@ -143,9 +167,11 @@ def acquire(
         cfg = default_config(REPLAY_CONFIG_NAME) if config is None else (
             None if config == "demo" else Path(config))
         seq = useq.MDASequence.from_file(sequence)
-        restorer = get_restorer(model, device=device)
+        noise = _calibration(calibration)
+        restorer = get_restorer(model, device=device, calibration=noise)
         plan = _adapt_first_plan(adapt_first, adapt_steps, base=restorer)
-        info = {"name": restorer.name, "checksum": restorer.version}
+        info = {"name": restorer.name, "checksum": restorer.version,
+                **_calibration_info(calibration, noise)}
         per_channel = {c.strip(): restorer for c in channels.split(",")} if channels else restorer
         with managed_core(cfg) as core:
             if replay is not None:
@@ -167,13 +193,14 @@ def resume(
     store: Annotated[Path, typer.Argument(help="store written by demo/acquire")],
     model: Annotated[str, typer.Option(help="restorer")] = "classical",
     device: Annotated[str | None, typer.Option(help="torch device")] = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Restore the frames the store's ledger does not mark done."""
     from live_restore.acquisition.run import resume as resume_store
     from live_restore.models.restorer import get_restorer
 
     try:
-        restorer = get_restorer(model, device=device)
+        restorer = get_restorer(model, device=device, calibration=_calibration(calibration))
         with Progress(console=console) as progress:
             task = progress.add_task("restoring", total=None)
             done = resume_store(store, restorer,
@@ -192,6 +219,7 @@ def restore(
     steps: Annotated[int | None, typer.Option(help="sampling steps (diffusion models)")] = None,
     device: Annotated[str | None, typer.Option(help="torch device")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing output")] = False,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Restore a file frame by frame; float32 out, same shape."""
     from live_restore.acquisition.batch import load_image, restore_stack, save_image
@@ -200,7 +228,7 @@ def restore(
     try:
         if output.exists() and not overwrite:
             raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
-        restorer = get_restorer(model, device=device)
+        restorer = get_restorer(model, device=device, calibration=_calibration(calibration))
         image = load_image(input)
         with Progress(console=console) as progress:
             task = progress.add_task("restoring", total=None)

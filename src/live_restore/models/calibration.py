@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from safetensors.numpy import load_file, save_file
 
 from live_restore.models.noise import (
@@ -83,6 +83,10 @@ class Calibration(BaseModel):
             source="calibration",
         )
 
+    def digest(self) -> str:
+        """Eight hex digits that name this calibration in model versions and stores."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:8]
+
     def save(self, path: str | Path, maps: dict[str, np.ndarray] | None = None) -> Path:
         """Write ``path`` (JSON) and, with ``maps``, ``path`` with suffix ``.safetensors``."""
         path = Path(path)
@@ -100,12 +104,18 @@ class Calibration(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
-        """Read and validate ``CAL.json``; unknown keys and other formats are refused."""
+        """Read and validate ``CAL.json``; unknown keys and other formats are refused with
+        one ValueError line naming every problem."""
         path = Path(path)
         try:
             return cls.model_validate_json(path.read_text())
         except OSError as err:
             raise ValueError(f"cannot read calibration {path}: {err}") from err
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in err.errors()
+            )
+            raise ValueError(f"calibration {path} is not valid: {problems}") from err
 
     def load_maps(self, path: str | Path) -> dict[str, np.ndarray]:
         """The per-pixel maps saved beside the JSON at ``path`` (checksum verified)."""

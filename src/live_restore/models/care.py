@@ -101,7 +101,8 @@ class CARERestorer(TrainedRestorer):
         if steps is not None:
             raise ValueError(f"CARE is one network pass and takes no steps, got steps={steps!r}")
 
-        def draw(y: Tensor, generator: torch.Generator, estimate: Tensor | None) -> Tensor:
+        def draw(y: Tensor, generator: torch.Generator, estimate: Tensor | None,
+                 sigma: float | None) -> Tensor:
             return self.model.restore_normalised(y)
 
         return self.inferer.restore(batch, draw, samples=samples, seed=seed)

@@ -184,7 +184,8 @@ class DDPMRestorer(TrainedRestorer):
             self.model.timesteps(steps)  # refuse a bad value before any work
         eta = self.config.eta if samples == 1 else self.config.sample_eta
 
-        def draw(y: Tensor, generator: torch.Generator, estimate: Tensor | None) -> Tensor:
+        def draw(y: Tensor, generator: torch.Generator, estimate: Tensor | None,
+                 sigma: float | None) -> Tensor:
             return self.model.restore_normalised(y, steps, eta, generator)
 
         return self.inferer.restore(batch, draw, samples=samples, seed=seed)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from live_restore.models.noise import NoiseModel
 from live_restore.models.normalisation import Normalisation
 from live_restore.models.protocol import RestoreResult, check_batch, check_samples
 from live_restore.models.wavelets import crop, pad_to_multiple
@@ -36,11 +37,13 @@ __all__ = [
     "tile_starts",
 ]
 
-TileDraw = Callable[[Tensor, torch.Generator, Tensor | None], Tensor]
-"""``draw(y, generator, estimate) -> restored``: ``y`` ``(1, 1, H, W)`` float32, normalised,
-``H`` and ``W`` multiples of the model's :attr:`Inferer.multiple`; ``generator`` the source of
-all sampling noise; ``estimate`` None, or (later cycle-spin passes) the first pass's
-restoration of the same pixels, shaped like ``y``. Returns ``(1, 1, H, W)``, normalised."""
+TileDraw = Callable[[Tensor, torch.Generator, Tensor | None, float | None], Tensor]
+"""``draw(y, generator, estimate, sigma) -> restored``: ``y`` ``(1, 1, H, W)`` float32,
+normalised, ``H`` and ``W`` multiples of the model's :attr:`Inferer.multiple`; ``generator``
+the source of all sampling noise; ``estimate`` None, or (later cycle-spin passes) the first
+pass's restoration of the same pixels, shaped like ``y``; ``sigma`` None (the model reads the
+noise off the tile, if it needs it), or the frame's noise from a detector calibration
+(:meth:`Inferer.calibrated_sigma`). Returns ``(1, 1, H, W)``, normalised."""
 
 #: Frames up to this many pixels are restored whole; larger ones in square tiles this big, so
 #: memory stays bounded whatever the camera's frame size.
@@ -155,13 +158,15 @@ class Inferer:
         samples: int = 1,
         seed: int | None = None,
         spin: CycleSpin | None = None,
+        noise: NoiseModel | None = None,
     ) -> RestoreResult:
         """Restore ``batch`` (N, Y, X) or (Y, X), any numeric dtype, in camera units.
 
         ``samples > 1`` draws that many restorations per frame (one for a deterministic
         model) and returns their mean and standard deviation; ``seed`` makes the result
-        reproducible (a fresh random seed when None). Output float32 (N, Y, X) in the input
-        frames' camera units.
+        reproducible (a fresh random seed when None); ``noise``, a detector calibration's
+        noise model, gives every draw the frame's noise level (:meth:`calibrated_sigma`).
+        Output float32 (N, Y, X) in the input frames' camera units.
         """
         frames = check_batch(batch)
         check_samples(samples)
@@ -176,13 +181,28 @@ class Inferer:
         with torch.inference_mode():
             for n, frame in enumerate(frames):
                 norm, lo, scale = self.normalisation.normalise(frame)
+                sigma = None if noise is None else self.calibrated_sigma(frame, noise, scale)
                 images = np.stack(
-                    [self._draw_frame(norm, draw, generator, spin) for _ in range(draws)]
+                    [self._draw_frame(norm, draw, generator, spin, sigma) for _ in range(draws)]
                 )
                 mean[n] = images.mean(axis=0) * scale + lo
                 if std is not None:
                     std[n] = images.std(axis=0) * scale
         return RestoreResult(mean=mean, std=std)
+
+    @staticmethod
+    def calibrated_sigma(frame: np.ndarray, noise: NoiseModel, scale: float) -> float:
+        """The frame's noise as a noise-scaled model reads it off a tile, from a calibration.
+
+        Those models take the RMS of the finest diagonal Haar band of the normalised tile: the
+        noise σ for white noise, less for noise correlated between neighbours (the band keeps
+        :meth:`~live_restore.models.noise.NoiseModel.band_attenuation` of its variance). The
+        calibration predicts that same number without the specimen's own fine detail or the
+        few-photon spread of one tile: the mean variance ``gain · x + floor`` over the frame,
+        times the band's attenuation, in normalised units (``/ scale``).
+        """
+        variance = float(np.mean(noise.variance(np.maximum(frame, 0.0))))
+        return float(np.sqrt(variance * max(noise.band_attenuation(), 0.0))) / float(scale)
 
     def _draw_frame(
         self,
@@ -190,10 +210,11 @@ class Inferer:
         draw: TileDraw,
         generator: torch.Generator,
         spin: CycleSpin | None,
+        sigma: float | None = None,
     ) -> np.ndarray:
         """One draw of a normalised ``(Y, X)`` frame, cycle-spun when ``spin`` is given."""
         if spin is None:
-            return self._restore_frame(norm, None, draw, generator)
+            return self._restore_frame(norm, None, draw, generator, sigma)
         block = spin.block
         dy, dx, turns, flip = (
             int(torch.randint(n, (1,), generator=generator, device=self.device))
@@ -218,7 +239,7 @@ class Inferer:
         images: list[np.ndarray] = []
         for oy, ox in offsets:  # the first pass is the full draw, the others start from it
             estimate = view(images[0], oy, ox) if images else None
-            restored = self._restore_frame(view(norm, oy, ox), estimate, draw, generator)
+            restored = self._restore_frame(view(norm, oy, ox), estimate, draw, generator, sigma)
             images.append(unview(restored, oy, ox))
         return np.mean(images, axis=0, dtype=np.float32) if len(images) > 1 else images[0]
 
@@ -228,12 +249,13 @@ class Inferer:
         estimate: np.ndarray | None,
         draw: TileDraw,
         generator: torch.Generator,
+        sigma: float | None = None,
     ) -> np.ndarray:
         """A normalised ``(Y, X)`` frame, tiled with linear blending when it is large;
         ``estimate`` (or None) is cut into the same tiles."""
         h, w = norm.shape
         if h * w <= self.tile * self.tile:
-            return self._restore_tile(norm, estimate, draw, generator)
+            return self._restore_tile(norm, estimate, draw, generator, sigma)
         out = np.zeros((h, w), np.float64)
         weight = np.zeros((h, w), np.float64)
         th, tw = min(h, self.tile), min(w, self.tile)
@@ -243,7 +265,7 @@ class Inferer:
                 rows, cols = slice(top, top + th), slice(left, left + tw)
                 part = None if estimate is None else estimate[rows, cols]
                 out[rows, cols] += window * self._restore_tile(
-                    norm[rows, cols], part, draw, generator
+                    norm[rows, cols], part, draw, generator, sigma
                 )
                 weight[rows, cols] += window
         return (out / weight).astype(np.float32)
@@ -254,6 +276,7 @@ class Inferer:
         estimate: np.ndarray | None,
         draw: TileDraw,
         generator: torch.Generator,
+        sigma: float | None = None,
     ) -> np.ndarray:
         """One tile: padded to the model's multiple, drawn (bf16 on CUDA), cropped back."""
         multiple = self.multiple
@@ -265,5 +288,5 @@ class Inferer:
         x, pad = tensor(norm)
         prior = None if estimate is None else tensor(estimate)[0]
         with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
-            y = draw(x, generator, prior)
+            y = draw(x, generator, prior, sigma)
         return crop(y.float(), pad)[0, 0].cpu().numpy()

@@ -391,6 +391,7 @@ class MSCGM(nn.Module):
         eta: float | None = None,
         generator: torch.Generator | None = None,
         estimate: Tensor | None = None,
+        sigma: float | None = None,
     ) -> Tensor:
         """Restore normalised frames: bridge on the coarsest LL, then the heads coarse → fine.
 
@@ -407,20 +408,24 @@ class MSCGM(nn.Module):
             A restoration of the same frames, shaped like ``y_norm``: the bridge is skipped and
             the heads start from its coarsest LL on this call's grid (the restorer's extra
             detail passes, :class:`~live_restore.models.inference.CycleSpin`).
+        sigma
+            The frames' noise level from a detector calibration, in the units of
+            :func:`noise_level` (:meth:`~live_restore.models.inference.Inferer.calibrated_sigma`),
+            instead of reading it off the frames; a model that is not noise-scaled refuses it.
 
         Returns
         -------
         Tensor
             ``(B, 1, H, W)`` float, same dtype as ``y_norm``, normalised units, not clamped.
         """
-        return self._restore(y_norm, steps, eta, generator, estimate)
+        return self._restore(y_norm, steps, eta, generator, estimate, sigma)
 
     def restore_differentiable(
         self, y_norm: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
         """:meth:`restore_normalised` with gradients (the config's hops and ``eta``): the
         prediction that self-supervised fine-tuning (:mod:`live_restore.adapt.noisy`) trains."""
-        return self._restore(y_norm, None, None, generator, None)
+        return self._restore(y_norm, None, None, generator, None, None)
 
     def _restore(
         self,
@@ -429,11 +434,18 @@ class MSCGM(nn.Module):
         eta: float | None,
         generator: torch.Generator | None,
         estimate: Tensor | None,
+        calibrated_sigma: float | None,
     ) -> Tensor:
         steps = self.config.steps if steps is None else steps
         eta = self.config.eta if eta is None else eta
         y_lls, y_details = self._levels(y_norm)
-        sigma = self._noise(y_details)
+        if calibrated_sigma is None:
+            sigma = self._noise(y_details)
+        elif not self.config.noise_scaled:
+            raise ValueError("this MSCGM model is not noise-scaled: it takes no calibrated noise")
+        else:
+            sigma = torch.full_like(y_lls[0][:, :1, :1, :1], float(calibrated_sigma))
+            sigma = sigma.clamp_min(MIN_NOISE_LEVEL)
         if estimate is None:
             ll = self._bridge_sample(y_lls[0], sigma, steps, eta, generator)
         else:
@@ -481,6 +493,10 @@ class MSCGMRestorer(TrainedRestorer):
     def _summary(self) -> dict[str, object]:
         return {"levels": self.config.levels, "steps": self.config.steps}
 
+    @property
+    def takes_calibration(self) -> bool:
+        return self.config.noise_scaled
+
     def restore(
         self,
         batch: np.ndarray,
@@ -504,10 +520,13 @@ class MSCGMRestorer(TrainedRestorer):
         if eta is None:
             eta = self.config.eta if samples == 1 else self.config.sample_eta
 
-        def draw(y: Tensor, generator: torch.Generator, estimate: Tensor | None) -> Tensor:
-            return self.model.restore_normalised(y, steps, eta, generator, estimate)
+        def draw(y: Tensor, generator: torch.Generator, estimate: Tensor | None,
+                 sigma: float | None) -> Tensor:
+            return self.model.restore_normalised(y, steps, eta, generator, estimate, sigma)
 
-        return self.inferer.restore(batch, draw, samples=samples, seed=seed, spin=spin)
+        return self.inferer.restore(
+            batch, draw, samples=samples, seed=seed, spin=spin, noise=self.noise
+        )
 
     def consistency(self, raw: np.ndarray, restored: np.ndarray) -> float:
         """Data-consistency score of one restored frame against its raw frame (camera units),

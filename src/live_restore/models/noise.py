@@ -54,6 +54,23 @@ class NoiseModel:
         """The autocorrelation window as a float64 array (``[[1.0]]`` for white noise)."""
         return np.array(self.correlation if self.correlation is not None else [[1.0]])
 
+    def band_attenuation(self) -> float:
+        """The fraction of the pixel variance the finest diagonal Haar band keeps (1 for white
+        noise): ``1 - r_h - r_v + (r_d + r_a) / 2`` for the neighbour correlations ``r``."""
+        return diagonal_band_attenuation(self.correlation_kernel())
+
+
+def diagonal_band_attenuation(window: np.ndarray) -> float:
+    """``1 - r_h - r_v + (r_d + r_a) / 2`` of a centred autocorrelation ``window``: the
+    variance the finest diagonal Haar band keeps of unit-variance noise with that correlation
+    (a 1×1 window is white noise: 1)."""
+    window = np.asarray(window, dtype=np.float64)
+    c = window.shape[0] // 2
+    if c == 0:
+        return 1.0
+    return float(1.0 - window[c, c + 1] - window[c + 1, c]
+                 + (window[c + 1, c + 1] + window[c + 1, c - 1]) / 2.0)
+
 
 def estimate_noise(frame: np.ndarray, method: EstimatorMethod = "diagonal") -> NoiseModel:
     """Fit ``var = gain * mean + floor`` to one frame.
@@ -187,9 +204,7 @@ def estimate_correlated_noise(frame: np.ndarray) -> NoiseModel:
     block_mean = blocks.mean(axis=(1, 2))
     band_var = np.mean(_diagonal_filter(blocks)[:, ::2, ::2] ** 2, axis=(1, 2))
     window = _flat_block_correlation(blocks, block_mean)
-    c = _CORRELATION_RADIUS
-    attenuation = (1.0 - window[c, c + 1] - window[c + 1, c]
-                   + (window[c + 1, c + 1] + window[c + 1, c - 1]) / 2.0)
+    attenuation = diagonal_band_attenuation(window)
     if attenuation < _UNRELIABLE_ATTENUATION:
         logger.warning(
             "noise correlated over several pixels keeps only %.2f of its variance in the finest "

@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from live_restore.models.protocol import Restorer, RestoreResult, check_samples
+
+if TYPE_CHECKING:
+    from live_restore.models.calibration import Calibration
 
 __all__ = [
     "MODELS_DIR",
@@ -92,11 +96,28 @@ def list_models() -> list[dict[str, str]]:
     return rows
 
 
-def get_restorer(name: str, device: str | None = None) -> Restorer:
-    """Build a restorer from a built-in name, a model name, or a path to ``NAME.json``."""
+def get_restorer(
+    name: str, device: str | None = None, calibration: Calibration | None = None
+) -> Restorer:
+    """Build a restorer from a built-in name, a model name, or a path to ``NAME.json``.
+
+    With a detector ``calibration`` the restorer takes its noise from it instead of each frame
+    (ValueError for a model that reads no noise level).
+    """
     if name in _BUILTINS:
         module, cls = _BUILTINS[name]
-        return getattr(import_module(module), cls)(device=device)
+        return getattr(import_module(module), cls)(device=device, calibration=calibration)
+    restorer = _load_model(name, device)
+    if calibration is not None:
+        use = getattr(restorer, "use_calibration", None)
+        if use is None:
+            raise ValueError(f"model {name!r} reads no noise level: a calibration would "
+                             "change nothing")
+        use(calibration)
+    return restorer
+
+
+def _load_model(name: str, device: str | None) -> Restorer:
     path = Path(name)
     cfg = path if path.suffix == ".json" and path.is_file() else _model_files(name)
     if cfg is None:

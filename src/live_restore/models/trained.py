@@ -13,9 +13,11 @@ from typing import ClassVar, Self
 
 from torch import Tensor, nn
 
+from live_restore.models.calibration import Calibration
 from live_restore.models.configs import ModelConfig
 from live_restore.models.files import load_model_files, prepare_model, save_model_files
 from live_restore.models.inference import DEFAULT_MAX_TILE_PIXELS, DEFAULT_OVERLAP_PX, Inferer
+from live_restore.models.noise import NoiseModel
 
 __all__ = ["TrainedRestorer"]
 
@@ -71,6 +73,26 @@ class TrainedRestorer:
             stochastic=self.stochastic,
         )
         self.version = version or "unsaved"
+        self.noise: NoiseModel | None = None
+
+    @property
+    def takes_calibration(self) -> bool:
+        """Whether the model reads a noise level that a detector calibration can supply."""
+        return False
+
+    def use_calibration(self, calibration: Calibration) -> None:
+        """Take the frames' noise level from ``calibration`` instead of each frame.
+
+        The version gains ``+cal-<digest>``, so every frame restored this way records the
+        calibration it used. Raises ValueError for a model that reads no noise level.
+        """
+        if not self.takes_calibration:
+            raise ValueError(
+                f"{self.kind} model {self.name!r} reads no noise level: a calibration would "
+                "change nothing"
+            )
+        self.noise = calibration.noise_model()
+        self.version = f"{self.version}+cal-{calibration.digest()}"
 
     @staticmethod
     def _weights(model: nn.Module) -> dict[str, Tensor]:
