@@ -460,3 +460,22 @@ def test_a_calibration_gives_the_model_its_noise_level_and_names_itself_in_the_v
     assert np.abs(louder - plain).mean() > 5 * np.abs(calibrated - plain).mean()
     with pytest.raises(ValueError, match="reads no noise level"):
         MSCGMRestorer(_model(), device="cpu").use_calibration(right)
+
+
+def test_a_model_file_describing_a_huge_model_is_refused_before_anything_is_allocated(tmp_path):
+    import resource
+
+    path = MSCGMRestorer(_model(), device="cpu").save(tmp_path / "m")
+    meta = json.loads(path.read_text())
+    for field, value in (("bridge_channels", 100_000), ("num_timesteps", 10**12),
+                         ("head_mults", [1, 2, 4, 8, 16, 32, 64])):
+        path.write_text(json.dumps(meta | {"config": meta["config"] | {field: value}}))
+        with pytest.raises(ValueError, match=f"invalid MSCGM config.*{field}"):
+            MSCGMRestorer.load(path)
+    # within the bounds but far wider than the weights (≈ 40 GB as float32): refused on shapes
+    huge = {"bridge_channels": 512, "bridge_mults": [1, 16, 16, 16], "head_channels": 512}
+    path.write_text(json.dumps(meta | {"config": meta["config"] | huge}))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match="do not match the config"):
+        MSCGMRestorer.load(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 500_000  # KiB

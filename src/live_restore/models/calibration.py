@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from safetensors.numpy import load_file, save_file
 
+from live_restore.models.configs import validation_problems
 from live_restore.models.noise import (
     NoiseModel,
     clipped_pixels,
@@ -112,9 +113,7 @@ class Calibration(BaseModel):
         except OSError as err:
             raise ValueError(f"cannot read calibration {path}: {err}") from err
         except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in err.errors()
-            )
+            problems = validation_problems(err)
             raise ValueError(f"calibration {path} is not valid: {problems}") from err
 
     def load_maps(self, path: str | Path) -> dict[str, np.ndarray]:

@@ -10,17 +10,39 @@ from __future__ import annotations
 
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from live_restore import __version__
 from live_restore.models.normalisation import ForwardModel, Normalisation, task_forward_model
 
-__all__ = ["CAREConfig", "DDPMConfig", "MSCGMConfig", "ModelConfig"]
+__all__ = ["CAREConfig", "DDPMConfig", "MSCGMConfig", "ModelConfig", "validation_problems"]
 
 #: U-Net width and resolutions of MSCGM's bridge by default; the baselines use the same at
 #: full resolution, so the comparison is at equal width.
 UNET_CHANNELS = 16
 UNET_MULTS = (1, 2, 4, 8)
+#: Upper bounds a model file must keep to (a file is untrusted input): a width or a schedule
+#: beyond them would allocate gigabytes before any weight is checked.
+MAX_CHANNELS = 512
+MAX_MULTIPLIER = 16
+MAX_UNET_LEVELS = 6
+MAX_TIMESTEPS = 100_000
+
+
+def validation_problems(error: ValidationError) -> str:
+    """Every problem of a pydantic ``error`` on one line: ``field: message; …``."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in error.errors()
+    )
+
+
+def _check_mults(name: str, mults: tuple[int, ...]) -> None:
+    """U-Net level multipliers: 1 to MAX_UNET_LEVELS levels of 1 to MAX_MULTIPLIER."""
+    if not mults or min(mults) < 1 or max(mults) > MAX_MULTIPLIER:
+        raise ValueError(f"{name} must be integers from 1 to {MAX_MULTIPLIER}, got {mults}")
+    if len(mults) > MAX_UNET_LEVELS:
+        raise ValueError(f"{name} may have at most {MAX_UNET_LEVELS} levels, got {len(mults)}")
+
 
 
 class ModelConfig(BaseModel):
@@ -85,7 +107,9 @@ class MSCGMConfig(ModelConfig):
     """Everything needed to rebuild an MSCGM model (:mod:`live_restore.models.mscgm`)."""
 
     levels: int = Field(2, ge=1, le=4, description="Haar levels J; the bridge runs at 1/2^J")
-    num_timesteps: int = Field(1000, ge=1, description="bridge T (training cost independent)")
+    num_timesteps: int = Field(
+        1000, ge=1, le=MAX_TIMESTEPS, description="bridge T (training cost independent)"
+    )
     bridge_s: float = Field(0.1, gt=0, description="bridge variance scale (for_task)")
     bridge_objective: Literal["grad", "ysubx"] = Field(
         "grad", description="what the bridge network predicts: x_t − x_0 or y − x_0 (BBDM names)"
@@ -93,7 +117,7 @@ class MSCGMConfig(ModelConfig):
     first_hop_fraction: float = Field(
         0.0, ge=0, le=1, description="share of bridge training draws at t = T (the first hop)"
     )
-    steps: int = Field(2, ge=1, description="default sampling hops")
+    steps: int = Field(2, ge=1, le=MAX_TIMESTEPS, description="default sampling hops")
     eta: float = Field(0.0, ge=0, le=1, description="stochasticity for a single sample")
     sample_eta: float = Field(
         0.0, ge=0, le=1, description="stochasticity when samples > 1 (draws differ by offset, turn)"
@@ -101,10 +125,16 @@ class MSCGMConfig(ModelConfig):
     detail_passes: int = Field(
         1, ge=1, description="head passes per draw, each on another Haar grid offset, averaged"
     )
-    bridge_channels: int = Field(UNET_CHANNELS, ge=1, description="bridge U-Net width")
+    bridge_channels: int = Field(
+        UNET_CHANNELS, ge=1, le=MAX_CHANNELS, description="bridge U-Net width"
+    )
     bridge_mults: tuple[int, ...] = UNET_MULTS
-    head_channels: int = Field(16, ge=1, description="width of every head but the finest")
-    finest_head_channels: int = Field(8, ge=1, description="the finest head dominates time")
+    head_channels: int = Field(
+        16, ge=1, le=MAX_CHANNELS, description="width of every head but the finest"
+    )
+    finest_head_channels: int = Field(
+        8, ge=1, le=MAX_CHANNELS, description="the finest head dominates time"
+    )
     head_mults: tuple[int, ...] = Field(
         (1, 2), description="U-Net resolutions of every head but the finest (which keeps 1, 2)"
     )
@@ -121,7 +151,7 @@ class MSCGMConfig(ModelConfig):
     smooth_prior: bool = Field(
         False, description="heads start from the details of the bilinearly upsampled LL"
     )
-    disc_channels: int = Field(16, ge=1)
+    disc_channels: int = Field(16, ge=1, le=MAX_CHANNELS)
     ssim_weight: float = Field(0.2, ge=0, description="weight of 1 − SSIM per head")
     adv_weight: float = Field(0.01, ge=0, description="adversarial weight after warm-up")
     adv_start: float = Field(0.3, ge=0, le=1, description="fraction of steps before the GAN")
@@ -149,9 +179,7 @@ class MSCGMConfig(ModelConfig):
                 f"{self.levels} level(s), got {self.detail_passes}"
             )
         for name in ("bridge_mults", "head_mults"):
-            mults = getattr(self, name)
-            if not mults or min(mults) < 1:
-                raise ValueError(f"{name} must be positive integers, got {mults}")
+            _check_mults(name, getattr(self, name))
         return self
 
     @classmethod
@@ -208,13 +236,12 @@ class MSCGMConfig(ModelConfig):
 class _BaselineConfig(ModelConfig):
     """A full-resolution U-Net as wide as MSCGM's default bridge."""
 
-    channels: int = Field(UNET_CHANNELS, ge=1, description="U-Net width")
+    channels: int = Field(UNET_CHANNELS, ge=1, le=MAX_CHANNELS, description="U-Net width")
     channel_mults: tuple[int, ...] = UNET_MULTS
 
     @model_validator(mode="after")
     def _check_mults(self) -> _BaselineConfig:
-        if not self.channel_mults or min(self.channel_mults) < 1:
-            raise ValueError(f"channel_mults must be positive integers, got {self.channel_mults}")
+        _check_mults("channel_mults", self.channel_mults)
         return self
 
     @classmethod
@@ -233,7 +260,9 @@ class DDPMConfig(_BaselineConfig):
     """Everything needed to rebuild a conditional DDPM (:mod:`live_restore.models.ddpm`)."""
 
     kind: Literal["ddpm"] = "ddpm"
-    num_timesteps: int = Field(200, ge=1, description="T, training and test (paper: 200)")
+    num_timesteps: int = Field(
+        200, ge=1, le=MAX_TIMESTEPS, description="T, training and test (paper: 200)"
+    )
     schedule_s: float = Field(8e-3, gt=0, description="cosine schedule offset s (paper)")
     steps: int = Field(50, ge=1, description="default DDIM steps (network calls)")
     eta: float = Field(0.0, ge=0, le=1, description="DDIM stochasticity for a single sample")

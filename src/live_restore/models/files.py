@@ -14,10 +14,11 @@ from typing import TypeVar
 
 import torch
 from pydantic import BaseModel, ValidationError
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from live_restore.models.configs import validation_problems
 from live_restore.models.protocol import file_checksum
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
@@ -42,6 +43,7 @@ def save_model_files(
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     weights_path = stem.with_name(stem.name + ".safetensors")
+    weights = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     save_file(weights, str(weights_path))
@@ -77,9 +79,10 @@ def load_model_files(
 
     Checks the format, its version, the config (``config_type``), the weights' checksum and
     that the weights fit ``build(config)`` key for key and shape for shape (``weights_of``
-    names the tensors a saved model holds). Returns the model with the weights loaded, the
-    JSON metadata and the checksum. Raises ``ValueError`` naming the file and the problem;
-    never unpickles.
+    names the tensors a saved model holds; the shapes are compared before anything is
+    allocated, so a file that describes a huge model is refused at no cost). Returns the
+    model with the weights loaded, the JSON metadata and the checksum. Raises ``ValueError``
+    naming the file and the problem; never unpickles.
     """
     path = Path(path)
     stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
@@ -101,7 +104,9 @@ def load_model_files(
     try:
         config = config_type.model_validate(meta.get("config"))
     except ValidationError as err:
-        raise ValueError(f"{meta_path} holds an invalid {kind} config: {err}") from err
+        raise ValueError(
+            f"{meta_path} holds an invalid {kind} config: {validation_problems(err)}"
+        ) from err
     weights = meta_path.with_name(str(meta.get("weights", stem.name + ".safetensors")))
     if not weights.is_file():
         raise ValueError(f"weights file {weights} (named in {meta_path}) does not exist")
@@ -112,22 +117,41 @@ def load_model_files(
             f"{meta.get('weights_checksum')!r}: the pair does not belong together or a "
             "file is corrupt"
         )
+    _check_shapes(weights, meta_path, config, build, weights_of)
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as err:
         raise ValueError(f"weights file {weights} is corrupt: {err}") from err
     model = build(config)
-    expected = weights_of(model)
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    model.load_state_dict(state, strict=False)
+    return model, meta, checksum
+
+
+def _check_shapes(
+    weights: Path,
+    meta_path: Path,
+    config: ConfigT,
+    build: Callable[[ConfigT], ModelT],
+    weights_of: Callable[[ModelT], dict[str, Tensor]],
+) -> None:
+    """Compare the file's tensor names and shapes with the model the config describes before
+    anything is allocated: the model is built on the ``meta`` device (shapes, no memory) and
+    the file's header is read without its data."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"weights file {weights} is corrupt: {err}") from err
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in weights_of(build(config)).items()}
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    wrong = [k for k in expected if k in stored and stored[k] != expected[k]]
     if missing or unexpected or wrong:
         raise ValueError(
             f"weights {weights} do not match the config in {meta_path}: missing "
             f"{missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
         )
-    model.load_state_dict(state, strict=False)
-    return model, meta, checksum
 
 
 def prepare_model(

@@ -485,9 +485,7 @@ class MSCGMRestorer(TrainedRestorer):
     def _weights(model: nn.Module) -> dict[str, Tensor]:
         """Inference weights only: the critics are training-time state."""
         return {
-            k: v.detach().contiguous().cpu()
-            for k, v in model.state_dict().items()
-            if not k.startswith("discriminators.")
+            k: v for k, v in model.state_dict().items() if not k.startswith("discriminators.")
         }
 
     def _summary(self) -> dict[str, object]:

@@ -97,7 +97,7 @@ class TrainedRestorer:
     @staticmethod
     def _weights(model: nn.Module) -> dict[str, Tensor]:
         """The tensors a model file holds: every one in the state dict by default."""
-        return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        return dict(model.state_dict())
 
     def _fields(self) -> dict[str, object]:
         """What ``NAME.json`` says besides the file bookkeeping: the task, the model's own

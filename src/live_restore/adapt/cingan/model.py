@@ -171,7 +171,7 @@ class CINGAN(nn.Module):
     # ------------------------------------------------------------------ files
 
     def _weights(self) -> dict[str, Tensor]:
-        return {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        return dict(self.state_dict())
 
     def save(self, stem: Path, provenance: dict[str, object] | None = None) -> Path:
         """Write ``stem.safetensors`` + ``stem.json`` (generator and critic: the critic is kept
