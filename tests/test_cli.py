@@ -278,3 +278,33 @@ def test_a_calibration_reaches_the_restorer_and_the_store(tmp_path):
     care = runner.invoke(app, ["restore", str(tmp_path / "in.tif"), str(tmp_path / "o.tif"),
                                "--model", "confocal2sted_care", "--calibration", str(cal)])
     assert care.exit_code == 1 and "reads no noise level" in care.output
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "message"),
+    [
+        ('{"time_plann": {"interval": 0, "loops": 3}}', ".json", "misspelt?): time_plann"),
+        ('{"time_plan": {"interval": 0, "loops": 3}, "channels": [{"config": "DAPI", '
+         '"exposur": 5}]}', ".json", "channels[0].exposur"),
+        ("time_plan: {interval: 0, loops: 3\n  x: [", ".yaml", "is not valid YAML"),
+        ('{"time_plan": {"interval": 0, "loops": -3}}', ".json", "is not valid: time_plan"),
+    ],
+)
+def test_acquire_refuses_a_sequence_file_useq_would_misread(tmp_path, content, suffix, message):
+    sequence = tmp_path / f"seq{suffix}"
+    sequence.write_text(content)
+    result = runner.invoke(app, ["acquire", "--config", "demo", "--sequence", str(sequence),
+                                 "--output", str(tmp_path / "s.zarr")])
+    assert result.exit_code == 1 and message in " ".join(result.output.split())
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_a_cuda_device_without_cuda_is_one_clear_error(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    tifffile.imwrite(tmp_path / "in.tif", np.zeros((16, 16), np.uint16))
+    result = runner.invoke(app, ["restore", str(tmp_path / "in.tif"), str(tmp_path / "o.tif"),
+                                 "--model", "denoise", "--device", "cuda"])
+    assert result.exit_code == 1 and "sees no CUDA GPU" in result.output

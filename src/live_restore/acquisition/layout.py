@@ -124,7 +124,9 @@ def prepare_path(path: Path, *, overwrite: bool) -> None:
     created there, raising before anything is written."""
     if path.exists():
         if not overwrite:
-            raise FileExistsError(f"store {str(path)!r} exists; pass overwrite=True to replace it")
+            raise FileExistsError(
+                f"store {str(path)!r} exists; pass overwrite=True (--overwrite) to replace it"
+            )
         if path.is_dir() and any(path.iterdir()) and not (path / "zarr.json").exists():
             raise FileExistsError(f"{str(path)!r} is a non-empty directory, not a zarr store")
         if path.is_dir():

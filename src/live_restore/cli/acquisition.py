@@ -150,10 +150,9 @@ def acquire(
     calibration: CalibrationOption = None,
 ) -> None:
     """Run a useq sequence on any Micro-Manager config and restore it live."""
-    import useq
-
     from live_restore.acquisition.core import managed_core
     from live_restore.acquisition.run import run_acquisition
+    from live_restore.acquisition.sequence import load_sequence
     from live_restore.experiments.demo import REPLAY_CONFIG_NAME, default_config
     from live_restore.models.restorer import get_restorer
     from live_restore.sim.replay import replay_stack
@@ -166,7 +165,7 @@ def acquire(
                              "run; it cannot be combined with --defer")
         cfg = default_config(REPLAY_CONFIG_NAME) if config is None else (
             None if config == "demo" else Path(config))
-        seq = useq.MDASequence.from_file(sequence)
+        seq = load_sequence(sequence)
         noise = _calibration(calibration)
         restorer = get_restorer(model, device=device, calibration=noise)
         plan = _adapt_first_plan(adapt_first, adapt_steps, base=restorer)

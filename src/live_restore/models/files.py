@@ -168,7 +168,13 @@ def prepare_model(
     """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        placed = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown torch device {device!r}: {err}") from err
+    if placed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but this torch ({torch.__version__}) "
+                         "sees no CUDA GPU; use --device cpu or install a CUDA build")
     if provenance:
         model.config = config_type.model_validate(model.config.model_dump() | provenance)
-    placed = torch.device(device)
     return model.to(placed, memory_format=torch.channels_last).eval(), placed
