@@ -53,11 +53,13 @@ def test_restore_tiff_stack_keeps_shape_and_writes_float32(tmp_path):
     [
         (["restore", "missing.tif", "out.tif"], "not found"),
         (["restore", "in.tif", "out.tif", "--model", "nope"], "unknown model"),
+        (["restore", "rgb.tif", "out.tif"], "3 samples per pixel (RGB)"),
     ],
 )
 def test_restore_bad_input_gives_clear_error(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     tifffile.imwrite(tmp_path / "in.tif", np.zeros((8, 8), np.uint16))
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((128, 128, 3), np.uint8), photometric="rgb")
     result = runner.invoke(app, args)
     assert result.exit_code == 1 and message in result.output
 

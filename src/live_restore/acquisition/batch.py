@@ -26,7 +26,15 @@ def load_image(path: str | Path) -> np.ndarray:
     if not path.exists():
         raise FileNotFoundError(f"input not found: {path}")
     if path.suffix.lower() in TIFF_SUFFIXES:
-        return tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            if page.samplesperpixel > 1:
+                raise ValueError(
+                    f"{path} has {page.samplesperpixel} samples per pixel ({page.photometric.name}"
+                    "): live_restore restores single-channel fluorescence frames; save each "
+                    "channel as its own grey-scale TIFF"
+                )
+            return tif.asarray()
     if path.is_dir():
         return read_image_array(path)
     raise ValueError(f"cannot read {path}: expected a .tif/.tiff file or an OME-Zarr directory")
