@@ -310,3 +310,33 @@ def test_a_cuda_device_without_cuda_is_one_clear_error(tmp_path):
     result = runner.invoke(app, ["restore", str(tmp_path / "in.tif"), str(tmp_path / "o.tif"),
                                  "--model", "denoise", "--device", "cuda"])
     assert result.exit_code == 1 and "sees no CUDA GPU" in result.output
+
+
+def test_resume_goes_on_with_the_restorers_the_store_records(tmp_path):
+    from live_restore.acquisition.run import recorded_restorers
+    from live_restore.models.restorer import get_restorer
+
+    def store_with(**info) -> Path:
+        path = tmp_path / f"s{len(list(tmp_path.iterdir()))}.zarr"
+        store = AcquisitionStore.create(path, sizes={"t": 1}, frame_shape=(16, 16),
+                                        dtype="uint16")
+        if info:
+            store.set_model_info(**info)
+        store.close()
+        return path
+
+    denoise = get_restorer("denoise")
+    one = store_with(name="denoise", checksum=denoise.version)
+    assert recorded_restorers(one).version == denoise.version
+    classical = get_restorer("classical")
+    per_channel = store_with(name="Confocal=classical,STED=denoise",
+                             checksum=f"{classical.version},{denoise.version}")
+    chosen = recorded_restorers(per_channel)
+    assert {c: r.name for c, r in chosen.items()} == {"Confocal": "classical", "STED": "denoise"}
+    stale = store_with(name="denoise", checksum="0123456789abcdef")
+    with pytest.raises(ValueError, match="pass --model"):
+        recorded_restorers(stale)
+    result = runner.invoke(app, ["resume", str(stale)])
+    assert result.exit_code == 1 and "denoise@0123456789abcdef" in result.output
+    result = runner.invoke(app, ["resume", str(store_with())])
+    assert result.exit_code == 1 and "records no restorer" in result.output

@@ -22,7 +22,7 @@ from live_restore.acquisition.restore_loop import (
 )
 from live_restore.acquisition.store import AcquisitionStore, FrameIndex
 from live_restore.acquisition.worker import DEFAULT_BATCH_SIZE, StoreSink
-from live_restore.models.restorer import Restorer
+from live_restore.models.restorer import Restorer, get_restorer
 
 if TYPE_CHECKING:
     import useq
@@ -126,6 +126,35 @@ def run_acquisition(
         re_restored=live.re_restored,
         adaptations=live.adaptation.records if live.adaptation is not None else {},
     )
+
+
+def recorded_restorers(store_path: str | Path, device: str | None = None) -> ChannelRestorers:
+    """The restorers a store says it was restored with, so that ``resume`` goes on with them.
+
+    The store's model record (``name``/``checksum``, one per channel as ``channel=model``
+    when channels differ) is rebuilt with :func:`get_restorer`, and each installed model must
+    still have the recorded checksum: finishing a run with another model (or another version
+    of it) would leave the store silently mixed. Raises ValueError naming the way out
+    (``--model``) otherwise.
+    """
+    with AcquisitionStore.open(store_path, mode="r") as store:
+        info = store.model_info
+    if not info.get("name"):
+        raise ValueError(f"{store_path} records no restorer; pass --model")
+    names, checksums = str(info["name"]).split(","), str(info.get("checksum", "")).split(",")
+    if len(names) != len(checksums):
+        raise ValueError(f"{store_path} has a malformed model record {info!r}; pass --model")
+    chosen: dict[str, Restorer] = {}
+    for entry, checksum in zip(names, checksums, strict=True):
+        channel, _, model = entry.rpartition("=")
+        restorer = get_restorer(model, device=device)
+        if restorer.version != checksum:
+            raise ValueError(
+                f"{store_path} was restored with {model}@{checksum}, but the {model} found here "
+                f"is @{restorer.version}; pass --model to choose the restorer for the rest"
+            )
+        chosen[channel] = restorer
+    return chosen[""] if list(chosen) == [""] else chosen
 
 
 def resume(store_path: str | Path, restorer: ChannelRestorers,

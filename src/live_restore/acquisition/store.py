@@ -428,6 +428,11 @@ class AcquisitionStore:
         self._info["model"] = {"name": name, "checksum": checksum, "steps": steps, **extra}
         self.flush()
 
+    @property
+    def model_info(self) -> dict[str, Any]:
+        """The restorer record ``set_model_info`` wrote (empty when none was)."""
+        return dict(self._info.get("model") or {})
+
     def model_folder(self) -> Path:
         """``STORE/models``, a zarr group (so the root still lists only zarr members and
         validates) holding the models made during the acquisition as ``NAME.safetensors`` +

@@ -190,16 +190,22 @@ def acquire(
 @app.command()
 def resume(
     store: Annotated[Path, typer.Argument(help="store written by demo/acquire")],
-    model: Annotated[str, typer.Option(help="restorer")] = "classical",
+    model: Annotated[str | None, typer.Option(
+        help="restorer (default: the one the store records, if it is still installed)")] = None,
     device: Annotated[str | None, typer.Option(help="torch device")] = None,
     calibration: CalibrationOption = None,
 ) -> None:
     """Restore the frames the store's ledger does not mark done."""
+    from live_restore.acquisition.run import recorded_restorers
     from live_restore.acquisition.run import resume as resume_store
     from live_restore.models.restorer import get_restorer
 
     try:
-        restorer = get_restorer(model, device=device, calibration=_calibration(calibration))
+        if model is None and calibration is not None:
+            raise ValueError("--calibration needs --model: the store's own restorer is "
+                             "rebuilt exactly as it was recorded")
+        restorer = (recorded_restorers(store, device) if model is None else
+                    get_restorer(model, device=device, calibration=_calibration(calibration)))
         with Progress(console=console) as progress:
             task = progress.add_task("restoring", total=None)
             done = resume_store(store, restorer,
