@@ -203,3 +203,22 @@ def test_training_groups_are_parts_or_fields():
         "selection": ["a"], "report": ["b", "c"]
     }
     assert list(_training_groups(fields, "field")) == ["a", "b", "c"]
+
+
+def test_a_calibration_adds_calibrated_rows_for_restorers_that_read_noise(data, tmp_path):
+    from live_restore.models.calibration import Calibration
+
+    calibration = Calibration(gain=1.0, floor=0.0, correlation=[[1.0]], frames=8,
+                              shape=(64, 64), source="test")
+    missing = tmp_path / "none" / "python"
+    result = bench_real(data, QUICK, peers_python=missing, calibration=calibration)
+    noise_readers = {name for name in SHIPPED
+                     if getattr(get_restorer(name), "takes_calibration", False)}
+    calibrated = {n.removesuffix("_calibrated") for n in result["rows"] if n.endswith("_calibrated")}
+    assert calibrated == {"classical"} | noise_readers
+    assert result["calibration"]["digest"] == calibration.digest()
+    for name in calibrated:
+        row = result["rows"][f"{name}_calibrated"]
+        assert row["version"].endswith(calibration.digest()) or name == "classical"
+        plain = result["rows"][name]["mean"]["report"]["psnr_affine"]
+        assert row["mean"]["report"]["psnr_affine"] != plain  # the noise it was given differs

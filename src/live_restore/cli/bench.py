@@ -208,6 +208,9 @@ def bench_real_cmd(
         help="MODULE:FUNCTION called as f(base_restorer, stacks) -> restorer for the adapted "
              "row, or 'none' to skip it")] = "live_restore.adapt.noisy:adapt_from_noisy",
     device: Annotated[str | None, typer.Option(help="torch device")] = None,
+    calibration: Annotated[Path | None, typer.Option(
+        help="detector calibration JSON: adds a NAME_calibrated row for classical and every "
+             "model that reads a noise level")] = None,
 ) -> None:
     """Floors, shipped models, N2V2 and an adapted restorer on real noisy frames."""
     import shlex
@@ -219,6 +222,7 @@ def bench_real_cmd(
         BenchRealConfig,
         bench_real,
     )
+    from live_restore.models.calibration import Calibration
 
     try:
         update: dict[str, object] = {"training_unit": training_unit}
@@ -239,6 +243,8 @@ def bench_real_cmd(
                 raise ValueError(f"cannot load --adapt {adapt!r}: {err}") from err
         result = bench_real(data, config, adapt=adapt_fn, peers_python=peers_python,
                             device=device, command=shlex.join(["live-restore", *sys.argv[1:]]),
+                            calibration=None if calibration is None else Calibration.load(
+                                calibration),
                             say=lambda msg: console.print(msg))
     except ValueError as exc:
         raise fail(exc) from exc

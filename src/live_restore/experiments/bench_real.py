@@ -62,6 +62,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from live_restore import __version__, metrics
 from live_restore.experiments import peers
 from live_restore.experiments.bench_restorers import _plain_psnr
+from live_restore.models.calibration import Calibration
 from live_restore.models.restorer import Averaged, Restorer, get_restorer, list_models
 
 __all__ = [
@@ -370,18 +371,22 @@ def bench_real(
     adapt: AdaptFn | None = None,
     peers_python: str | Path | None = None,
     device: str | None = None,
+    calibration: Calibration | None = None,
     command: str | None = None,
     say: Callable[[str], None] = lambda _msg: None,
 ) -> dict[str, Any]:
     """Score every row (module docstring) on the fields under ``data``; return the JSON-able
     result. ``adapt`` enables the ``adapted`` row; ``peers_python`` overrides the peer
-    environment (:func:`live_restore.experiments.peers.peers_python`); ``command`` is recorded
+    environment (:func:`live_restore.experiments.peers.peers_python`); ``calibration`` adds a
+    ``NAME_calibrated`` row for ``classical`` and every model that reads a noise level, each
+    given the calibration's noise instead of its per-frame estimate; ``command`` is recorded
     as given; ``say`` receives progress lines."""
     fields, series = load_fields(Path(data), config)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        rows = _run_rows(fields, config, adapt, peers.peers_python(peers_python), device, say)
+        rows = _run_rows(fields, config, adapt, peers.peers_python(peers_python), device,
+                         calibration, say)
     finally:
         torch.set_num_threads(previous_threads)
     _add_floor_gaps(rows)
@@ -413,6 +418,10 @@ def bench_real(
             ),
         },
         "config": config.model_dump(mode="json"),
+        "calibration": None if calibration is None else {
+            "digest": calibration.digest(), "source": calibration.source,
+            "frames": calibration.frames, "gain": calibration.gain, "floor": calibration.floor,
+        },
         "budgets": {
             "n2v_cpu_minutes_per_network": config.n2v_cpu_minutes,
             "training_unit": config.training_unit,
@@ -438,25 +447,36 @@ def _run_rows(
     adapt: AdaptFn | None,
     python: Path,
     device: str | None,
+    calibration: Calibration | None,
     say: Callable[[str], None],
 ) -> dict[str, dict[str, Any]]:
     sigma = config.gaussian_sigma_px
     fixed: dict[str, tuple[dict[str, Any], Callable[[np.ndarray], np.ndarray]]] = {
         "raw": ({"kind": "floor"}, lambda frame: frame),
         "gaussian": ({"kind": "floor", "sigma_px": sigma}, lambda f: gaussian_filter(f, sigma)),
-        "classical": (
-            {"kind": "floor"},
-            _restore_fn(get_restorer("classical", device=device), config.seed),
-        ),
     }
-    for model in (m for m in list_models() if m["kind"] == "shipped"):
-        if json.loads(Path(model["path"]).read_text())["format"] in BASELINE_FORMATS:
-            continue  # the simulator benchmark's CARE and DDPM, not restorers for users
-        restorer = get_restorer(model["path"], device=device)
-        info: dict[str, Any] = {"kind": "model", "version": restorer.version}
-        if model["name"] == "confocal2sted":
+    sources = {"classical": ("floor", "classical")} | {
+        model["name"]: ("model", model["path"])
+        for model in list_models()
+        if model["kind"] == "shipped"
+        # the simulator benchmark's CARE and DDPM are not restorers for users
+        and json.loads(Path(model["path"]).read_text())["format"] not in BASELINE_FORMATS
+    }
+    for name, (kind, source) in sources.items():
+        restorer = get_restorer(source, device=device)
+        info: dict[str, Any] = {"kind": kind}
+        if kind == "model":
+            info["version"] = restorer.version
+        if name == "confocal2sted":
             info["note"] = "resolution-transfer model (confocal to STED), not a denoiser"
-        fixed[model["name"]] = (info, _restore_fn(restorer, config.seed))
+        fixed[name] = (info, _restore_fn(restorer, config.seed))
+    for name, (kind, source) in sources.items() if calibration is not None else ():
+        try:
+            restorer = get_restorer(source, device=device, calibration=calibration)
+        except ValueError:
+            continue  # the model reads no noise level: a calibration changes nothing
+        info = {"kind": kind, "version": restorer.version, "calibration": calibration.digest()}
+        fixed[f"{name}_calibrated"] = (info, _restore_fn(restorer, config.seed))
     rows: dict[str, dict[str, Any]] = {}
     for name, (info, restore) in fixed.items():
         say(f"{name}: {len(fields)} fields")
