@@ -214,7 +214,9 @@ def test_a_calibration_adds_calibrated_rows_for_restorers_that_read_noise(data, 
     result = bench_real(data, QUICK, peers_python=missing, calibration=calibration)
     noise_readers = {name for name in SHIPPED
                      if getattr(get_restorer(name), "takes_calibration", False)}
-    calibrated = {n.removesuffix("_calibrated") for n in result["rows"] if n.endswith("_calibrated")}
+    calibrated = {
+        name.removesuffix("_calibrated") for name in result["rows"] if name.endswith("_calibrated")
+    }
     assert calibrated == {"classical"} | noise_readers
     assert result["calibration"]["digest"] == calibration.digest()
     for name in calibrated:
