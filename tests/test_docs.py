@@ -131,3 +131,18 @@ def test_cli_docs_checks_then_writes(repo_copy: Path):
     assert written.exit_code == 0 and "wrote docs/benchmarks.md" in written.output
     again = runner.invoke(app, ["docs", "--root", str(repo_copy), "--check"])
     assert again.exit_code == 0, again.output
+
+
+def test_a_dose_sweep_is_credited_only_to_the_weights_that_ran_it():
+    from live_restore.experiments.model_cards import _dose_scores
+
+    model = shipped_models()["denoise"]
+    arm = {"label": "Confocal", "model": "denoise", "model_version": model.checksum,
+           "recommended_dose": 10.0, "doses": [10.0], "dose_reduction_factor": 10.0,
+           "target": {"metric": "ssim", "text": "ssim>=0.9"}, "restored": {"ssim": [0.95]}}
+    same = {"per_modality": {"Confocal": arm}}
+    older = {"per_modality": {"Confocal": arm | {"model_version": "0123456789abcdef"}}}
+    unversioned = {"per_modality": {"Confocal": {k: v for k, v in arm.items()
+                                                 if k != "model_version"}}}
+    rows = _dose_scores(model, {"a": same, "b": older, "c": unversioned})
+    assert [row[0] for row in rows] == ["[`a`](../benchmarks.md#a)"]

@@ -119,8 +119,9 @@ def _dose_scores(model: ShippedModel, benchmarks: dict[str, dict]) -> list[list[
     rows = []
     for stem, data in benchmarks.items():
         for arm in data.get("per_modality", {}).values():
-            if arm.get("model") not in (model.name, f"{model.name}_avg4"):
-                continue
+            if (arm.get("model") not in (model.name, f"{model.name}_avg4")
+                    or arm.get("model_version") != model.checksum):
+                continue  # another model, or one of this name with other weights
             dose = arm["recommended_dose"]
             restored = (arm["restored"][arm["target"]["metric"]][arm["doses"].index(dose)]
                         if dose is not None else None)
@@ -155,7 +156,7 @@ def _scores(model: ShippedModel, benchmarks: dict[str, dict]) -> list[str]:
     if dose:
         headers = ["benchmark", "arm", "target", "recommended dose %", "reduction",
                    "restored at that dose"]
-        lines += ["Dose sweeps (their JSON names the model, not its checksum):", "",
+        lines += ["Dose sweeps run with this file (same checksum):", "",
                   *table(headers, dose), ""]
     adapted = _adaptation_scores(model, benchmarks)
     if adapted:

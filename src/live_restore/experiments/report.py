@@ -129,10 +129,14 @@ RUNS: dict[str, Run] = {
     ),
     "simulator": Run("live-restore bench simulator --json docs/bench/simulator.json"),
     "real": Run(
-        "live-restore bench real --data ../shared/realdata --json docs/bench/real.json",
+        "live-restore bench real --data ../shared/realdata --json docs/bench/real.json "
+        "--calibration docs/calibrations/fmd_confocal_fov02.json",
         "Real frames from the FMD data set (confocal BPAE nuclei, mouse brain; 8-bit). The "
         "`adapted` rows adapt the shipped `denoise` once per part on all of the part's noisy "
-        "frames; `adapted_avg4` is the same restorer with the mean of 4 draws.",
+        "frames; `adapted_avg4` is the same restorer with the mean of 4 draws. The "
+        "`_calibrated` rows take the detector's noise from a calibration fitted to the 50 "
+        "frames of fov02 (selection part; `live-restore calibrate --stack "
+        "../shared/realdata/confocal_bpae_nuclei/fov02/noisy.tif`) instead of each frame.",
     ),
 }
 

@@ -34,6 +34,9 @@ class SweepArm:
     stores: dict[str, str]
     reference_store: str
     bleaching: dict[str, Any] | None = None
+    model_version: str | None = None
+    """The restorer's version (a model file's weights checksum), so that results stay tied to
+    the weights that made them when a shipped model is retrained under the same name."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -109,7 +109,7 @@ def score_arm(
         model=plan.restorer.name, basis=basis, doses=list(doses), raw=raw, restored=restored,
         target=target, recommended_dose=recommended, dose_reduction_factor=factor, note=note,
         reference=reference, stores=stores, reference_store=reference_store,
-        bleaching=bleaching,
+        bleaching=bleaching, model_version=plan.restorer.version,
     )
 
 
