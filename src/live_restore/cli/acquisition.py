@@ -37,9 +37,7 @@ def _calibration_info(path: Path | None, calibration: Calibration | None) -> dic
     """What the store's model record says of the calibration (nothing without one)."""
     if calibration is None:
         return {}
-    return {"calibration": {"file": str(path), "digest": calibration.digest(),
-                            "gain": calibration.gain, "floor": calibration.floor,
-                            "frames": calibration.frames, "source": calibration.source}}
+    return {"calibration": {"file": str(path), **calibration.summary()}}
 
 
 def _adapt_first_plan(frames: int, steps: int | None, base: Restorer | None = None

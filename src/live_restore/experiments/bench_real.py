@@ -418,10 +418,7 @@ def bench_real(
             ),
         },
         "config": config.model_dump(mode="json"),
-        "calibration": None if calibration is None else {
-            "digest": calibration.digest(), "source": calibration.source,
-            "frames": calibration.frames, "gain": calibration.gain, "floor": calibration.floor,
-        },
+        "calibration": None if calibration is None else calibration.summary(),
         "budgets": {
             "n2v_cpu_minutes_per_network": config.n2v_cpu_minutes,
             "training_unit": config.training_unit,

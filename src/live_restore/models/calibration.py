@@ -88,6 +88,11 @@ class Calibration(BaseModel):
         """Eight hex digits that name this calibration in model versions and stores."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:8]
 
+    def summary(self) -> dict[str, object]:
+        """What a store or a benchmark records of the calibration it used."""
+        return {"digest": self.digest(), "source": self.source, "frames": self.frames,
+                "gain": self.gain, "floor": self.floor}
+
     def save(self, path: str | Path, maps: dict[str, np.ndarray] | None = None) -> Path:
         """Write ``path`` (JSON) and, with ``maps``, ``path`` with suffix ``.safetensors``."""
         path = Path(path)
