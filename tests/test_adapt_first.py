@@ -177,7 +177,8 @@ def test_an_interrupted_run_does_not_wait_for_the_adaptation(replay, tiny_model,
         raise KeyboardInterrupt
     release.set()
     assert live.adaptation.records[""]["status"] == "cancelled"
-    assert len(store.indices(FrameStatus.RESTORED)) == FRAMES and live.re_restored == 0
+    assert live.re_restored == 0  # the backlog is left for resume, not restored silently
+    assert len(store.indices(FrameStatus.RESTORED)) + len(store.pending()) == FRAMES
     store.close()
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from typer.testing import CliRunner
 
 from live_restore.acquisition.store import AcquisitionStore, FrameStatus
 from live_restore.cli import app
+from live_restore.models.restorer import auto_model_name
 
 runner = CliRunner()
 
@@ -139,10 +142,39 @@ def test_entry_point_acquisition_exits_cleanly_every_time(tmp_path):
     for i in range(3):
         out = subprocess.run(
             [exe, "acquire", "--config", "demo", "--sequence", str(tmp_path / "seq.json"),
-             "--output", str(tmp_path / f"a{i}.zarr")],
+             "--output", str(tmp_path / f"a{i}.zarr"), "--model", "classical"],
             capture_output=True, text=True, timeout=120,
         )
         assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize(("signum", "flag", "backlog"), [
+    (signal.SIGINT, "finish", "restored"), (signal.SIGTERM, "leave", "left for resume")])
+def test_acquire_stops_on_the_first_signal_and_says_what_it_left(tmp_path, signum, flag,
+                                                                 backlog):
+    seq = useq.MDASequence(time_plan={"interval": 0.05, "loops": 400})
+    (tmp_path / "seq.json").write_text(seq.model_dump_json())
+    store = tmp_path / "i.zarr"
+    proc = subprocess.Popen(
+        [_entry_point(), "acquire", "--config", "demo", "--sequence", str(tmp_path / "seq.json"),
+         "--output", str(store), "--model", "denoise", "--on-interrupt", flag],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    journal = store / "ledger" / "journal.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (
+            not journal.exists() or journal.read_text().count('"s":"raw"') < 5):
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out[-3000:]
+    assert f"{signal.Signals(signum).name}: stopping the acquisition" in out
+    with AcquisitionStore.open(store, mode="r") as s:
+        raw = len(s.pending()) + len(s.indices(FrameStatus.RESTORED))
+        assert 5 <= raw < 400 and s.lost() == {}
+        assert (s.pending() == []) == (backlog == "restored")
+    if backlog != "restored":
+        assert "live-restore resume" in out
 
 
 def test_train_tiny_then_restore_and_list_with_the_new_model(tmp_path, monkeypatch):
@@ -163,6 +195,24 @@ def test_train_tiny_then_restore_and_list_with_the_new_model(tmp_path, monkeypat
     assert bad.exit_code == 1 and "unknown task" in bad.output
 
 
+def test_auto_picks_the_shipped_model_that_fits_each_channel():
+    from live_restore.cli.acquisition import _channel_restorers
+
+    assert auto_model_name("STED") == "sted_denoise"
+    assert auto_model_name("DAPI") == auto_model_name() == "denoise"
+    chosen = _channel_restorers("auto", ["Confocal", "STED", "FITC"], every_channel=True,
+                                device="cpu", calibration=None)
+    assert {c: r.name for c, r in chosen.items()} == {
+        "Confocal": "denoise", "STED": "sted_denoise", "FITC": "denoise"}
+    assert chosen["Confocal"] is chosen["FITC"]  # one instance per model
+    one = _channel_restorers("auto", ["DAPI", "FITC"], every_channel=True, device="cpu",
+                             calibration=None)
+    assert one.name == "denoise"  # every channel the same: a single restorer
+    only = _channel_restorers("classical", ["DAPI"], every_channel=False, device="cpu",
+                              calibration=None)
+    assert list(only) == ["DAPI"]  # --channels: the rest stay raw
+
+
 def test_restore_reads_an_acquisition_store(tmp_path):
     store = AcquisitionStore.create(tmp_path / "s.zarr", sizes={"t": 2}, frame_shape=(32, 40),
                                     dtype="uint16")
@@ -172,9 +222,10 @@ def test_restore_reads_an_acquisition_store(tmp_path):
     store.close()
     result = runner.invoke(app, ["restore", str(tmp_path / "s.zarr"), str(tmp_path / "o.tif")])
     assert result.exit_code == 0, result.output
+    assert "restored by denoise@" in result.output  # the learned default, named
     assert tifffile.imread(tmp_path / "o.tif").shape == (2, 32, 40)
     steps = runner.invoke(app, ["restore", str(tmp_path / "s.zarr"), str(tmp_path / "p.tif"),
-                                "--steps", "2"])
+                                "--model", "classical", "--steps", "2"])
     assert steps.exit_code == 1 and "no sampling steps" in steps.output
 
 
@@ -340,3 +391,21 @@ def test_resume_goes_on_with_the_restorers_the_store_records(tmp_path):
     assert result.exit_code == 1 and "denoise@0123456789abcdef" in result.output
     result = runner.invoke(app, ["resume", str(store_with())])
     assert result.exit_code == 1 and "records no restorer" in result.output
+
+
+def test_resume_reports_a_store_restored_by_several_models_and_retries_failures(tmp_path):
+    path = tmp_path / "m.zarr"
+    with AcquisitionStore.create(path, sizes={"t": 4}, frame_shape=(16, 16),
+                                 dtype="uint16") as store:
+        for t in range(4):
+            store.write_raw({"t": t}, np.full((16, 16), 5 + t, np.uint16))
+        store.write_restored({"t": 0}, np.zeros((16, 16)), model="old@1")
+        store.mark_failed({"t": 1}, "RuntimeError: out of memory")
+    result = runner.invoke(app, ["resume", str(path), "--model", "classical"])
+    assert result.exit_code == 0, result.output
+    assert "restored 2 frame(s)" in result.output
+    assert "restored by 2 models" in result.output and "old@1 (1)" in result.output
+    assert "1 frame(s) failed" in result.output and "--retry-failed" in result.output
+    again = runner.invoke(app, ["resume", str(path), "--model", "classical", "--retry-failed"])
+    assert again.exit_code == 0 and "restored 1 frame(s)" in again.output
+    assert "failed" not in again.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -11,7 +12,9 @@ from pathlib import Path
 import numpy as np
 from pymmcore_plus import CMMCorePlus
 
-__all__ = ["frame_format", "managed_core", "shutdown_core"]
+__all__ = ["core_pixel_size_um", "frame_format", "managed_core", "shutdown_core"]
+
+logger = logging.getLogger(__name__)
 
 CANCEL_TIMEOUT_S = 5.0
 """How long shutdown waits for a running MDA to honour its cancel before tearing down anyway."""
@@ -75,3 +78,18 @@ def frame_format(core: CMMCorePlus) -> tuple[tuple[int, int], np.dtype]:
     if py_camera is not None:
         return shape, np.dtype(py_camera.dtype())
     return shape, np.dtype(f"uint{core.getBytesPerPixel() * 8}")
+
+
+def core_pixel_size_um(core: CMMCorePlus) -> float | None:
+    """The pixel size of the current objective, or None with one warning line when the core
+    has none (it reports 0 when no pixel size configuration matches), so that a store records
+    ``pixel_size_um: null`` and y/x in pixels instead of a made-up micrometre."""
+    size = float(core.getPixelSizeUm())
+    if size > 0:
+        return size
+    logger.warning(
+        "the core reports no pixel size (no pixel size configuration matches the current "
+        "objective): the store's y/x axes are in pixels; define one in the .cfg "
+        "(ConfigPixelSize / PixelSize_um) to record micrometres"
+    )
+    return None

@@ -76,9 +76,15 @@ class LiveRestorer:
       frame unsaved in the camera buffer; a custom engine is left alone.
 
     After the sequence finishes the backlog drains (``drain=True``) or is left in the ledger
-    for ``live-restore resume``. ``ram_budget_mb`` caps the pixels held in the queue;
-    ``nice`` lowers the worker thread's priority; ``annotate(img, meta)`` adds metadata to each
-    stored raw frame (it runs on the thread delivering frames: keep it cheap). ``adapt_first``
+    for ``live-restore resume``. A raw frame the store cannot take (a full disk, a frame of
+    the wrong shape) stops the acquisition at once (the MDA is cancelled: no light on the
+    sample for frames that cannot be saved); the frame is journalled as LOST with its reason,
+    :attr:`stop_reason` says why the run ended early, and :attr:`lost` names every lost frame
+    (also those whose journal line the full disk refused).
+
+    ``ram_budget_mb`` caps the pixels held in the queue; ``nice`` lowers the worker thread's
+    priority; ``annotate(img, meta)`` adds metadata to each stored raw frame (it runs on the
+    thread delivering frames: keep it cheap). ``adapt_first``
     adapts each restored channel's model on its first frames and restores the channel with the
     adapted model (:mod:`live_restore.acquisition.adapt_first`); it needs ``drain``, and the
     drain waits for the adaptations unless the run is interrupted (Ctrl-C).
@@ -109,6 +115,10 @@ class LiveRestorer:
         self.frames_emitted = 0
         self.raw_frames_written = 0
         self.skipped = 0
+        self.lost: dict[str, str] = {}
+        """``"t=3,c=1" -> reason`` for every frame whose raw pixels could not be saved."""
+        self.stop_reason = ""
+        """Why the acquisition was stopped before its end ("" when it was not)."""
         self._restorer = restorer
         self._sink = StoreSink(store)
         self._ram_lock = threading.Lock()
@@ -142,9 +152,7 @@ class LiveRestorer:
                 small.update(self.annotate(img, meta))
             self.store.write_raw(index, img, small)
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            log.error("raw frame %s could not be written: %s", index, reason)
-            self.signals.rawWriteFailed.emit(event, reason)
+            self._lose(index, event, f"{type(exc).__name__}: {exc}")
             return
         self.raw_frames_written += 1
         channel = event.channel.config if event.channel is not None else ""
@@ -158,6 +166,35 @@ class LiveRestorer:
                                        small if keep else None, restorer, channel))
         if self.adaptation is not None and not self._finish_sent:
             self.adaptation.note_frame(channel, index, restorer)
+
+    def stop(self, reason: str) -> None:
+        """Cancel the MDA (the frame being exposed is still saved) and say why, once."""
+        if not self.stop_reason:
+            self.stop_reason = reason
+            self.core.mda.cancel()
+
+    def _lose(self, index: dict[str, int], event: useq.MDAEvent, reason: str) -> None:
+        """Journal a frame the store refused and stop the acquisition; logged once."""
+        self.lost[",".join(f"{a}={v}" for a, v in index.items())] = reason
+        try:
+            self.store.mark_lost(index, reason)
+        except Exception as exc:  # the journal sits on the same full disk, or a bad index
+            log.debug("frame %s lost and not journalled: %s", index, exc)
+        if not self.stop_reason:
+            log.error("raw frame %s could not be saved (%s): stopping the acquisition",
+                      index, reason)
+            self.stop(f"raw frames could not be saved: {reason}")
+        self.signals.rawWriteFailed.emit(event, reason)
+
+    def leave_backlog(self) -> None:
+        """Stop restoring after the current batch and leave the rest to ``resume``, e.g. on a
+        second Ctrl-C (an adaptation in progress is cancelled: its frames stay as restored)."""
+        if self.adaptation is not None:
+            self.adaptation.cancel()
+        with self._start_lock:
+            if self._started:
+                self._worker.finish(drain=False)
+                self._finish_sent = True
 
     def sequenceFinished(self, sequence: useq.MDASequence) -> None:
         """Tell the worker no more frames come; it drains or abandons the backlog."""
@@ -190,8 +227,8 @@ class LiveRestorer:
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self.detach()
-        if self.adaptation is not None and exc_type is KeyboardInterrupt:
-            self.adaptation.cancel()
+        if exc_type is KeyboardInterrupt:
+            self.leave_backlog()
         self.wait()
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -22,8 +22,10 @@ import yaozarrs
 
 __all__ = [
     "POSITION_AXES",
+    "axis_steps",
     "image_attrs",
     "image_kinds",
+    "initial_window",
     "prepare_path",
     "series_names",
     "software_versions",
@@ -34,6 +36,8 @@ POSITION_AXES = ("p", "g")
 because OME-Zarr 0.5 allows at most five axes with only one of type channel or custom."""
 
 AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+AXIS_UNITS = {"t": "second", "z": "micrometer", "y": "micrometer", "x": "micrometer"}
+"""The units of useq's time interval (s), z step and pixel size (um), as OME-Zarr names them."""
 
 RECORDED_DISTRIBUTIONS = ("live-restore", "zarr", "numpy", "torch", "pymmcore-plus", "useq-schema")
 """Packages whose versions shape the data, recorded in every store's root attributes."""
@@ -74,23 +78,79 @@ def series_names(
     }
 
 
+def axis_steps(sequence: Mapping[str, Any] | None) -> dict[str, float]:
+    """The planned spacing of the ``t`` (seconds) and ``z`` (micrometres) axes of a useq
+    sequence (its JSON form), for the axes where the plan fixes one.
+
+    ``interval: 0`` (as fast as possible), a duration without loops, phases of different
+    intervals and unevenly spaced z positions have no single spacing, so they give none; the
+    store then measures the time interval from the frames' timestamps (see
+    :mod:`live_restore.acquisition.display`).
+    """
+    steps: dict[str, float] = {}
+    time_plan = (sequence or {}).get("time_plan") or {}
+    phases = time_plan.get("phases", [time_plan])
+    intervals = {_interval_s(phase) for phase in phases}
+    if len(intervals) == 1 and (interval := intervals.pop()):
+        steps["t"] = interval
+    z_plan = (sequence or {}).get("z_plan") or {}
+    positions = z_plan.get("relative", z_plan.get("absolute"))
+    if z_plan.get("step"):
+        steps["z"] = abs(float(z_plan["step"]))
+    elif positions is not None and len(positions) > 1:
+        gaps = np.diff(np.asarray(positions, dtype=float))
+        if np.allclose(gaps, gaps[0]) and gaps[0] != 0:
+            steps["z"] = abs(float(gaps[0]))
+    return steps
+
+
+def _interval_s(phase: Mapping[str, Any]) -> float | None:
+    """One time phase's interval in seconds (useq writes intervals and durations as seconds);
+    None where it has none."""
+    if phase.get("interval"):
+        return float(phase["interval"])
+    loops, duration = phase.get("loops"), phase.get("duration")
+    if duration and loops and loops > 1:
+        return float(duration) / (loops - 1)
+    return None
+
+
+def initial_window(dtype: np.dtype) -> dict[str, float]:
+    """The display window an image gets before any frame is seen: the integer dtype's range
+    (0-1 for floats), which the store replaces with the data's as frames arrive."""
+    top = float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
+    return {"min": 0.0, "max": top, "start": 0.0, "end": top}
+
+
 def image_attrs(
     img_axes: Sequence[str],
     pixel_size_um: float | None,
     dtype: np.dtype,
-    channel_names: Sequence[str] | None,
+    channel_names: Sequence[str | None],
+    steps: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """OME 0.5 multiscales (+ omero channel labels) for one single-level image; ValueError if
-    the axes do not make a valid image."""
+    """OME 0.5 multiscales and omero display settings for one single-level image; ValueError
+    if the axes do not make a valid image.
+
+    ``channel_names``: one per channel (one entry without a ``c`` axis), None where a channel
+    has no name; every channel gets a display window, because viewers (napari through
+    ome-zarr-py) take their contrast limits from it. ``steps`` (from :func:`axis_steps`) gives
+    ``t`` and ``z`` their spacing; an axis whose spacing is unknown keeps scale 1 and no unit,
+    so no viewer shows a made-up physical size.
+    """
+    spacing = {a: float(v) for a, v in (steps or {}).items() if a in AXIS_UNITS and v > 0}
+    if pixel_size_um:  # 0 is what a core without a pixel size configuration reports
+        spacing.update(y=float(pixel_size_um), x=float(pixel_size_um))
+    names = [*img_axes, "y", "x"]
     axes: list[dict[str, str]] = []
-    for name in [*img_axes, "y", "x"]:
+    for name in names:
         axis = {"name": name}
         if name in AXIS_TYPES:
             axis["type"] = AXIS_TYPES[name]
-        if name in ("y", "x") and pixel_size_um is not None:
-            axis["unit"] = "micrometer"
+        if name in spacing:
+            axis["unit"] = AXIS_UNITS[name]
         axes.append(axis)
-    scale = [1.0] * len(img_axes) + [float(pixel_size_um or 1.0)] * 2
+    scale = [spacing.get(name, 1.0) for name in names]
     ome: dict[str, Any] = {
         "version": "0.5",
         "multiscales": [
@@ -101,21 +161,19 @@ def image_attrs(
                 ],
             }
         ],
-    }
-    if channel_names:
-        top = float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
-        window = {"min": 0.0, "max": top, "start": 0.0, "end": top}
-        ome["omero"] = {
+        "omero": {
             "channels": [
-                {"label": str(name), "color": "FFFFFF", "active": True, "window": window}
+                {**({"label": str(name)} if name is not None else {}),
+                 "color": "FFFFFF", "active": True, "window": initial_window(dtype)}
                 for name in channel_names
             ]
-        }
+        },
+    }
     attrs = {"ome": ome}
     try:
         yaozarrs.validate_ome_object(attrs)
     except ValueError as exc:
-        raise ValueError(f"axes {[*img_axes, 'y', 'x']} do not make a valid image") from exc
+        raise ValueError(f"axes {names} do not make a valid image") from exc
     return attrs
 
 

@@ -1,7 +1,7 @@
 """The ledger of one store: what happened to every frame, kept as an append-only journal.
 
 ``STORE/ledger/journal.jsonl`` holds one JSON line per frame event (raw written, restored,
-failed, skipped) and is the only source of truth: the in-memory state is rebuilt by replaying
+failed, skipped, lost) and is the only source of truth: the in-memory state is rebuilt by replaying
 it, and the ``ledger`` arrays and root-attribute summary the store writes are snapshots of it.
 A line is handed to the OS before the call that wrote it returns, so a killed process loses at
 most a line it was in the middle of writing; a torn line is skipped on replay.
@@ -53,6 +53,7 @@ class FrameStatus(enum.IntEnum):
     RESTORED = 2
     FAILED = 3
     SKIPPED = 4  # channel not restored by design
+    LOST = 5  # the camera gave the frame but its raw pixels could not be saved (reason kept)
 
 
 STATUS_NAMES = {s: s.name.lower() for s in FrameStatus}
@@ -121,9 +122,12 @@ class Ledger:
         self._meta: dict[FrameKey, dict[str, Any]] = {}
         self._reasons: dict[FrameKey, str] = {}
         self._models: dict[FrameKey, str] = {}
+        self._floor: dict[FrameKey, dict[str, Any]] = {}  # the restored result's floor check
         self._lock = threading.Lock()
         self._updates_since_flush = 0
         self._last_flush = time.monotonic()
+        self.journal_bytes = 0
+        """The journal's length as replayed and appended (what a snapshot summarises)."""
         self._replay()
         self._journal: TextIO | None = self._open() if writable else None
 
@@ -142,8 +146,11 @@ class Ledger:
         self._status[key] = status
         self._reasons.pop(key, None)
         self._models.pop(key, None)
+        self._floor.pop(key, None)
         if status == FrameStatus.RESTORED:
             self._models[key] = record.get("model", "")
+            if isinstance(record.get("floor"), dict):
+                self._floor[key] = record["floor"]
         else:
             self._reasons[key] = record.get("reason", "")
 
@@ -151,6 +158,7 @@ class Ledger:
         """Rebuild the state; a line torn by a crash is skipped."""
         if not self.journal_path.exists():
             return
+        self.journal_bytes = self.journal_path.stat().st_size
         with self.journal_path.open(encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
@@ -171,6 +179,7 @@ class Ledger:
         if torn:
             fh.write("\n")  # end a line torn by a crash so the next record starts clean
             fh.flush()
+            self.journal_bytes += 1
         return fh
 
     def _append(self, record: dict[str, Any]) -> bool:
@@ -182,6 +191,7 @@ class Ledger:
         with self._lock:
             self._journal.write(line)
             self._journal.flush()
+            self.journal_bytes += len(line.encode())
             self._apply(record)
             if record["s"] == STATUS_NAMES[FrameStatus.RAW]:
                 return False
@@ -197,13 +207,17 @@ class Ledger:
         """The raw frame's pixels are in place; note it with its metadata."""
         self._append({"i": list(key), "s": STATUS_NAMES[FrameStatus.RAW], "m": frame_meta(meta)})
 
-    def record_restored(self, key: FrameKey, model: str) -> bool:
-        """The restored pixels are in place; True when a flush is due."""
-        return self._append({"i": list(key), "s": STATUS_NAMES[FrameStatus.RESTORED],
-                             "model": model})
+    def record_restored(self, key: FrameKey, model: str,
+                        floor: Mapping[str, Any] | None = None) -> bool:
+        """The restored pixels are in place (``floor``: how they compare with the Gaussian
+        floor, see :mod:`live_restore.models.floor`); True when a flush is due."""
+        record = {"i": list(key), "s": STATUS_NAMES[FrameStatus.RESTORED], "model": model}
+        if floor is not None:
+            record["floor"] = dict(floor)
+        return self._append(record)
 
     def record_outcome(self, key: FrameKey, status: FrameStatus, reason: str) -> bool:
-        """A frame failed or was skipped for ``reason``; True when a flush is due."""
+        """A frame failed, was skipped or was lost for ``reason``; True when a flush is due."""
         return self._append({"i": list(key), "s": STATUS_NAMES[status], "reason": str(reason)})
 
     def note_raw_chunk(self, key: FrameKey) -> bool:
@@ -213,7 +227,7 @@ class Ledger:
             if self._has_raw[key]:
                 return False
             self._has_raw[key] = True
-            if self._status[key] == FrameStatus.EMPTY:
+            if self._status[key] in (FrameStatus.EMPTY, FrameStatus.LOST):  # pixels are there
                 self._status[key] = FrameStatus.RAW
             return True
 
@@ -242,14 +256,28 @@ class Ledger:
             return sorted(k for k, m in self._models.items()
                           if m == model and self._status[k] == FrameStatus.RESTORED)
 
-    def failures(self) -> dict[str, str]:
-        """``"t=3,c=1" -> reason`` for every failed frame."""
+    def below_floor(self) -> dict[str, float]:
+        """``"t=3,c=1" -> estimated dB gain`` for every restored frame whose floor check says
+        it is worse than a Gaussian blur of its raw frame."""
         with self._lock:
-            return {
-                self.label(k): r
-                for k, r in sorted(self._reasons.items())
-                if self._status[k] == FrameStatus.FAILED
-            }
+            return {self.label(k): float(c.get("gain_db", float("nan")))
+                    for k, c in sorted(self._floor.items())
+                    if c.get("below_floor") and self._status[k] == FrameStatus.RESTORED}
+
+    def model_counts(self) -> dict[str, int]:
+        """``name@version -> frames`` whose current restored result that model wrote."""
+        with self._lock:
+            counts: dict[str, int] = {}
+            for key, model in self._models.items():
+                if self._status[key] == FrameStatus.RESTORED:
+                    counts[model] = counts.get(model, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def reasons(self, status: FrameStatus) -> dict[str, str]:
+        """``"t=3,c=1" -> reason`` for every frame with ``status`` (FAILED, SKIPPED or LOST)."""
+        with self._lock:
+            return {self.label(k): r for k, r in sorted(self._reasons.items())
+                    if self._status[k] == status}
 
     def frame_metadata(self, key: FrameKey) -> dict[str, Any]:
         """Metadata recorded with the raw frame, plus its status and model or reason."""
@@ -260,12 +288,15 @@ class Ledger:
                 out["model"] = self._models[key]
             if key in self._reasons:
                 out["reason"] = self._reasons[key]
+            if key in self._floor:
+                out["floor"] = dict(self._floor[key])
         return out
 
     def snapshot(self) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]:
         """The JSON summary, the status array and the per-frame number arrays, taken under the
         lock so the store can write them outside it."""
         with self._lock:
+            journal_bytes = self.journal_bytes
             status = self._status.copy()
             by_model: dict[str, list[int]] = {}
             for key, model in self._models.items():
@@ -275,11 +306,12 @@ class Ledger:
             for key, reason in self._reasons.items():
                 if status[key] == FrameStatus.SKIPPED:
                     skipped.setdefault(reason, []).append(np.ravel_multi_index(key, status.shape))
-            failed = {
-                self.label(k): r
-                for k, r in sorted(self._reasons.items())
-                if status[k] == FrameStatus.FAILED
-            }
+            failed, lost = (
+                {self.label(k): r for k, r in sorted(self._reasons.items()) if status[k] == code}
+                for code in (FrameStatus.FAILED, FrameStatus.LOST)
+            )
+            below_floor = {self.label(k): c.get("gain_db") for k, c in sorted(self._floor.items())
+                           if c.get("below_floor") and status[k] == FrameStatus.RESTORED}
             meta = {name: np.full(status.shape, np.nan) for name in META_KEYS}
             for key, values in self._meta.items():
                 for name in META_KEYS:
@@ -287,12 +319,15 @@ class Ledger:
                         meta[name][key] = values[name]
         summary = {
             "updated": utc_now(),
+            "journal_bytes": journal_bytes,
             "axes": self.axes,
             "encoding": "[start, stop) runs of C-order flat indices over the axes",
             "counts": {STATUS_NAMES[s]: int((status == s).sum()) for s in FrameStatus},
             "restored": {m: _ranges(np.sort(np.array(v))) for m, v in sorted(by_model.items())},
             "skipped": {r: _ranges(np.sort(np.array(v))) for r, v in sorted(skipped.items())},
             "failed": failed,
+            "lost": lost,
+            "below_floor": below_floor,
         }
         return summary, status, meta
 

@@ -7,27 +7,40 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pymmcore_plus import CMMCorePlus
 
-from live_restore.acquisition.core import frame_format
+from live_restore.acquisition.core import core_pixel_size_um, frame_format
 from live_restore.acquisition.engine import draining_engine
 from live_restore.acquisition.hook import LiveRestorer
+from live_restore.acquisition.interrupts import Interrupts
 from live_restore.acquisition.restore_loop import (
     ChannelRestorers,
     batched,
     channel_restorer,
     restore_frames,
 )
-from live_restore.acquisition.store import AcquisitionStore, FrameIndex
+from live_restore.acquisition.space import check_free_space, space_needed
+from live_restore.acquisition.store import (
+    AcquisitionStore,
+    FrameIndex,
+    FrameStatus,
+    store_sizes,
+)
 from live_restore.acquisition.worker import DEFAULT_BATCH_SIZE, StoreSink
 from live_restore.models.restorer import Restorer, get_restorer
 
 if TYPE_CHECKING:
     import useq
 
-__all__ = ["AcquisitionReport", "resume", "run_acquisition"]
+__all__ = [
+    "AcquisitionReport",
+    "model_record",
+    "recorded_restorers",
+    "resume",
+    "run_acquisition",
+]
 
 
 @dataclass
@@ -38,7 +51,11 @@ class AcquisitionReport:
     ``acquisition_seconds``: the MDA itself, every raw frame written when it ends;
     ``total_seconds``: from the MDA's start until the backlog is drained and the store closed;
     ``re_restored``: frames restored again by a model adapted during the run (adapt-first),
-    and ``adaptations`` what each channel's adaptation did (see the store's metadata).
+    and ``adaptations`` what each channel's adaptation did (see the store's metadata);
+    ``lost``: frames the camera gave whose raw pixels could not be saved (journalled as LOST);
+    ``stopped``: why the acquisition ended before the sequence did ("" when it did not);
+    ``backlog``: what became of the frames waiting when the MDA ended: ``restored``, or
+    ``left for resume`` (``--defer``, an interrupt with ``on_interrupt="leave"``, a second one).
     """
 
     store: str
@@ -56,6 +73,14 @@ class AcquisitionReport:
     latency_ms_p95: float
     re_restored: int = 0
     adaptations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lost: int = 0
+    stopped: str = ""
+    backlog: str = "restored"
+
+    @property
+    def complete(self) -> bool:
+        """Every frame of the sequence was taken and saved raw."""
+        return not self.stopped and not self.lost
 
     @property
     def acquisition_fps(self) -> float:
@@ -81,34 +106,58 @@ def run_acquisition(
     drain: bool = True,
     model_info: Mapping[str, Any] | None = None,
     uncertainty: bool = False,
+    on_interrupt: Literal["finish", "leave"] = "finish",
+    notify: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
     **live_kwargs: Any,
 ) -> AcquisitionReport:
     """Create the store, run the MDA with a :class:`LiveRestorer` attached, drain, close.
 
-    The draining engine is installed (and the pymmcore-plus version checked) and the store is
-    created, with its path checked, before the first frame, so a bad setup fails before any
-    light reaches the sample. ``uncertainty`` keeps the restorer's std maps (from a restorer
-    that averages draws). ``live_kwargs`` go to :class:`LiveRestorer` (e.g. ``adapt_first``).
+    Before the first frame the draining engine is installed (and the pymmcore-plus version
+    checked), the disk's free space is checked against the sequence's size and the store is
+    created and locked, so a bad setup fails before any light reaches the sample.
+    ``uncertainty`` keeps the restorer's std maps (from a restorer that averages draws).
+
+    The first Ctrl-C or SIGTERM stops the acquisition (:mod:`~live_restore.acquisition.
+    interrupts`); the frames waiting are then restored (``on_interrupt="finish"``) or left for
+    ``resume`` (``"leave"``); a second one leaves them at once. A raw frame that cannot be
+    saved stops the acquisition too. ``notify(message)`` tells the user of either as it
+    happens; ``progress(done, total)`` follows the restoration of the backlog after the MDA.
+    ``live_kwargs`` go to :class:`LiveRestorer` (e.g. ``adapt_first``).
     """
     t_call = time.perf_counter()
+    say = notify or (lambda message: None)
     shape, dtype = frame_format(core)
     with draining_engine(core):
+        sizes = store_sizes(sequence)
+        check_free_space(Path(output), space_needed(sizes, shape, dtype, uncertainty=uncertainty))
         store = AcquisitionStore.from_sequence(
             output, sequence, frame_shape=shape, dtype=dtype, overwrite=overwrite,
-            pixel_size_um=core.getPixelSizeUm() or None, uncertainty=uncertainty,
+            pixel_size_um=core_pixel_size_um(core), uncertainty=uncertainty,
         )
         try:
             if model_info:
                 store.set_model_info(**model_info)
             live = LiveRestorer(core, restorer, store, drain=drain, **live_kwargs)
+
+            def first_interrupt(signal_name: str) -> None:
+                live.stop(f"interrupted ({signal_name})")
+                say(f"{signal_name}: stopping the acquisition; "
+                    + ("restoring the frames waiting (again to leave them for `resume`)"
+                       if drain and on_interrupt == "finish" else
+                       "the frames waiting are left for `live-restore resume`"))
+
+            interrupts = Interrupts(first_interrupt)
             t0 = time.perf_counter()
-            with live:
-                core.mda.run(sequence)
-                t_acq = time.perf_counter() - t0
+            with interrupts.installed():
+                t_acq = _acquire_and_drain(core, sequence, live, interrupts, on_interrupt,
+                                           progress) - t0
             pending = len(store.pending())  # after the drain (or the deferral)
         finally:
             store.close()
     stats = live.stats
+    if live.stop_reason.startswith("raw frames"):
+        say(f"acquisition stopped: {live.stop_reason}")
     return AcquisitionReport(
         store=str(output),
         frames_emitted=live.frames_emitted,
@@ -125,7 +174,43 @@ def run_acquisition(
         latency_ms_p95=stats.percentile(95),
         re_restored=live.re_restored,
         adaptations=live.adaptation.records if live.adaptation is not None else {},
+        lost=len(live.lost),
+        stopped=live.stop_reason,
+        backlog="restored" if pending == 0 else "left for resume",
     )
+
+
+def _acquire_and_drain(core: CMMCorePlus, sequence: useq.MDASequence, live: LiveRestorer,
+                       interrupts: Interrupts, on_interrupt: str,
+                       progress: Callable[[int, int], None] | None) -> float:
+    """Run the MDA, then wait for the worker; the time the MDA ended (``perf_counter``).
+
+    A second interrupt (KeyboardInterrupt) leaves the backlog to ``resume`` and waits only for
+    the batch being restored, so the store is closed after the worker's last write."""
+    t_end = None
+    try:
+        with live:
+            core.mda.run(sequence)
+            t_end = time.perf_counter()
+            if interrupts.requested and on_interrupt == "leave":
+                live.leave_backlog()
+            while not live.wait(timeout=0.25):
+                if progress is not None:
+                    progress(live.stats.handled, live.stats.handled + live.backlog)
+    except KeyboardInterrupt:
+        live.stop_reason = live.stop_reason or "interrupted"
+        live.wait()  # LiveRestorer.__exit__ already left the backlog
+    return t_end if t_end is not None else time.perf_counter()
+
+
+def model_record(restorers: ChannelRestorers) -> dict[str, str]:
+    """The store's model record (``model_info``) for ``restorers``: ``name``/``checksum``, as
+    ``channel=name`` entries when channels differ: what :func:`recorded_restorers` reads."""
+    if not isinstance(restorers, Mapping):
+        return {"name": restorers.name, "checksum": restorers.version}
+    used = {c: r for c, r in restorers.items() if r is not None}  # others stay raw
+    return {"name": ",".join(f"{c}={r.name}" for c, r in used.items()),
+            "checksum": ",".join(r.version for r in used.values())}
 
 
 def recorded_restorers(store_path: str | Path, device: str | None = None) -> ChannelRestorers:
@@ -158,13 +243,18 @@ def recorded_restorers(store_path: str | Path, device: str | None = None) -> Cha
 
 
 def resume(store_path: str | Path, restorer: ChannelRestorers,
-           progress: Callable[[int, int], None] | None = None) -> int:
+           progress: Callable[[int, int], None] | None = None, *,
+           retry_failed: bool = False) -> int:
     """Restore every frame the ledger does not mark done; return how many were restored.
 
-    ``progress(done, total)`` is called after each micro-batch.
+    ``retry_failed`` restores the frames whose restoration failed too (a full disk, a model
+    that ran out of memory); ``progress(done, total)`` is called after each micro-batch.
     """
     with AcquisitionStore.open(store_path) as store:
         todo = store.pending()
+        if retry_failed:
+            todo = sorted(todo + store.indices(FrameStatus.FAILED),
+                          key=lambda index: tuple(index.values()))
 
         def restorer_for(index: FrameIndex) -> Restorer | None:
             return channel_restorer(restorer, store.channel_name(index))

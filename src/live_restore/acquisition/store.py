@@ -5,6 +5,7 @@ Layout (a bioformats2raw-style container, so validating the root validates every
     STORE/zarr.json            {"ome": {"version": "0.5", "bioformats2raw.layout": 3},
                                 "live_restore": {...}, "useq_sequence": {...}}
     STORE/OME/zarr.json        {"ome": {"version": "0.5", "series": ["raw", "restored", ...]}}
+    STORE/OME/METADATA.ome.xml one metadata-only OME Image per series (napari finds them by it)
     STORE/raw/0                camera dtype       one multiscale image, single level "0"
     STORE/restored/0           float32 (NaN until restored)
     STORE/uncertainty/0        float32, only when requested
@@ -32,11 +33,15 @@ Why it is laid out this way:
   line was lost to a crash still counts as written (and pending).
 * **Per-frame metadata** goes into the journal with the raw frame (see
   :mod:`live_restore.acquisition.ledger`); flushes copy the numbers into the ``ledger`` arrays
-  and a compact summary into ``live_restore.ledger``. Flushes happen on ``close``,
-  ``set_model_info`` and every few outcomes or seconds, on the thread that records outcomes,
-  never inside ``write_raw``.
+  and a compact summary into ``live_restore.ledger``, with the length of the journal they
+  describe (``journal_bytes``), so a reader can tell a stale snapshot. Opening a store for
+  writing derives them from the journal again (after a crash, a full disk, a killed writer).
+  Flushes happen on opening for writing, ``close``, ``set_model_info`` and every few outcomes
+  or seconds, on the thread that records outcomes, never inside ``write_raw``.
 * **A restored result counts once its journal line is written** (after its pixels), so a crash
   between the two leaves the frame pending and ``resume`` simply restores it again.
+* **Viewers** get display windows from the data, axis units, the restoring model and
+  ``OME/METADATA.ome.xml`` from :mod:`live_restore.acquisition.display`.
 
 Only this module imports zarr.
 """
@@ -48,7 +53,8 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,8 +64,10 @@ from zarr.codecs import BytesCodec
 from zarr.codecs.bytes import Endian
 from zarr.storage import LocalStore
 
+from live_restore.acquisition.display import ImageMetadata, ome_xml
 from live_restore.acquisition.layout import (
     POSITION_AXES,
+    axis_steps,
     image_attrs,
     image_kinds,
     prepare_path,
@@ -67,11 +75,12 @@ from live_restore.acquisition.layout import (
     software_versions,
 )
 from live_restore.acquisition.ledger import META_KEYS, FrameKey, FrameStatus, Ledger, utc_now
+from live_restore.acquisition.lock import StoreLock
 
 if TYPE_CHECKING:
     import useq
 
-__all__ = ["AcquisitionStore", "FrameIndex", "FrameStatus", "read_image_array"]
+__all__ = ["AcquisitionStore", "FrameIndex", "FrameStatus", "read_image_array", "store_sizes"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +94,39 @@ JOURNAL = Path("ledger") / "journal.jsonl"
 """The ledger's journal, relative to the store root."""
 MODELS = "models"
 """The group of models made during the acquisition (see :meth:`AcquisitionStore.model_folder`)."""
+
+
+def store_sizes(sequence: useq.MDASequence) -> dict[str, int]:
+    """The store axes a sequence gives: t, p, g, c, z as used, in pymmcore-plus's order."""
+    seq_sizes = {str(getattr(k, "value", k)): int(v) for k, v in sequence.sizes.items()}
+    return {a: seq_sizes[a] for a in SEQUENCE_ORDER if seq_sizes.get(a, 0) > 0}
+
+
+def _lock_new_store(path: Path, *, overwrite: bool) -> StoreLock:
+    """Clear ``path`` for a new store (``prepare_path``) and lock it before it exists.
+
+    An old store is locked before it is deleted, so a store another process is writing is
+    refused, never deleted under that process."""
+    previous = StoreLock.acquire(path) if overwrite and (path / "zarr.json").is_file() else None
+    try:
+        prepare_path(path, overwrite=overwrite)
+        lock = StoreLock.acquire(path)
+    finally:
+        if previous is not None:
+            previous.release()
+    if (path / "zarr.json").exists():  # created by another process since prepare_path
+        lock.release()
+        raise FileExistsError(f"store {str(path)!r} exists; pass --overwrite to replace it")
+    return lock
+
+
+@contextmanager
+def _released_on_error(lock: StoreLock) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        lock.release()
+        raise
 
 
 def _write_frame_chunk(array: zarr.Array, where: tuple[int, ...], frame: np.ndarray) -> None:
@@ -112,9 +154,13 @@ def _write_frame_chunk(array: zarr.Array, where: tuple[int, ...], frame: np.ndar
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     data = np.ascontiguousarray(frame, dtype=frame.dtype.newbyteorder("<"))
-    with open(tmp, "wb") as fh:
-        fh.write(data.tobytes())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
+        raise
 
 
 class AcquisitionStore:
@@ -125,9 +171,12 @@ class AcquisitionStore:
     only the journal and in-memory ledger are updated under it.
     """
 
-    def __init__(self, path: Path, group: zarr.Group, info: dict[str, Any], mode: str) -> None:
-        """Use ``create``, ``from_sequence`` or ``open``; this only wires up an existing store."""
+    def __init__(self, path: Path, group: zarr.Group, info: dict[str, Any], mode: str,
+                 lock: StoreLock | None = None) -> None:
+        """Use ``create``, ``from_sequence`` or ``open``; this only wires up an existing store
+        (``lock``: the writer lock a writable store holds until :meth:`close`)."""
         self.path = path
+        self._lock = lock
         self._group = group
         self._info = info
         self._read_only = mode == "r"
@@ -148,6 +197,10 @@ class AcquisitionStore:
             }
             for kind in image_kinds(self.has_uncertainty)
         }
+        self._images = ImageMetadata(self.sizes, info["series"], self.raw_dtype, {
+            name: group[name].attrs.asdict() for entries in info["series"].values()
+            for _, name in entries
+        })
         self._flush_lock = threading.Lock()
         self._closed = False
         self._ledger = Ledger(path / JOURNAL, self.sizes, writable=not self._read_only)
@@ -199,29 +252,40 @@ class AcquisitionStore:
                 img_axes,
                 pixel_size_um,
                 np.dtype("float32") if kind != "raw" else raw_dtype,
-                channel_names,
+                channel_names or [None] * sizes.get("c", 1),
+                axis_steps(sequence),
             )
             for kind in kinds
         }
-        prepare_path(path, overwrite=overwrite)
+        lock = _lock_new_store(path, overwrite=overwrite)
+        with _released_on_error(lock):
+            return cls._write_new(path, lock, info={
+                "format": STORE_FORMAT,
+                "format_version": STORE_VERSION,
+                "created": utc_now(),
+                "software": software_versions(),
+                "sizes": sizes,
+                "image_axes": [*img_axes, "y", "x"],
+                "frame_shape": list(frame_shape),
+                "raw_dtype": raw_dtype.str,
+                "channel_names": list(channel_names) if channel_names is not None else None,
+                "pixel_size_um": pixel_size_um or None,  # a core without one says 0
+                "uncertainty": bool(uncertainty),
+                "series": series,
+                "model": None,
+                "ledger": None,
+            }, sequence=sequence, attrs=attrs, image_meta=image_meta)
 
-        info: dict[str, Any] = {
-            "format": STORE_FORMAT,
-            "format_version": STORE_VERSION,
-            "created": utc_now(),
-            "software": software_versions(),
-            "sizes": sizes,
-            "image_axes": [*img_axes, "y", "x"],
-            "frame_shape": list(frame_shape),
-            "raw_dtype": raw_dtype.str,
-            "channel_names": list(channel_names) if channel_names is not None else None,
-            "pixel_size_um": pixel_size_um,
-            "uncertainty": bool(uncertainty),
-            "series": series,
-            "model": None,
-            "ledger": None,
-        }
-        root = zarr.open_group(path, mode="w-", zarr_format=3)
+    @classmethod
+    def _write_new(cls, path: Path, lock: StoreLock, *, info: dict[str, Any], sequence: Any,
+                   attrs: dict[str, Any], image_meta: dict[str, Any]) -> AcquisitionStore:
+        """Write a new store's groups, arrays and attributes into ``path``, which ``lock``
+        holds (its ``ledger`` folder exists and holds only the lock file)."""
+        sizes, series = info["sizes"], info["series"]
+        frame_shape, raw_dtype = tuple(info["frame_shape"]), np.dtype(info["raw_dtype"])
+        img_axes = info["image_axes"][:-2]
+        kinds = image_kinds(info["uncertainty"])
+        root = zarr.open_group(path, mode="a", zarr_format=3)
         root_attrs: dict[str, Any] = {
             "ome": {"version": "0.5", "bioformats2raw.layout": 3},
             "live_restore": info,
@@ -232,6 +296,7 @@ class AcquisitionStore:
         root.attrs.update(root_attrs)
         names = [name for kind in kinds for _, name in series[kind]]
         root.create_group("OME", attributes={"ome": {"version": "0.5", "series": names}})
+        (path / "OME" / "METADATA.ome.xml").write_text(ome_xml(info), encoding="utf-8")
         chunks = (1,) * len(img_axes) + frame_shape
         shape = tuple(sizes[a] for a in img_axes) + frame_shape
         for kind in kinds:
@@ -261,7 +326,7 @@ class AcquisitionStore:
             ledger.create_array(key, shape=ledger_shape, dtype="float64", fill_value=float("nan"))
         (path / JOURNAL).touch()
         logger.info("created store %s sizes=%s frame=%s %s", path, sizes, frame_shape, raw_dtype)
-        return cls(path, root, info, "r+")
+        return cls(path, root, info, "r+", lock)
 
     @classmethod
     def from_sequence(
@@ -273,8 +338,7 @@ class AcquisitionStore:
         **kw: Any,
     ) -> AcquisitionStore:
         """Create a store shaped like ``sequence`` (axes t, p, g, c, z as used, in that order)."""
-        seq_sizes = {str(getattr(k, "value", k)): int(v) for k, v in sequence.sizes.items()}
-        sizes = {a: seq_sizes[a] for a in SEQUENCE_ORDER if seq_sizes.get(a, 0) > 0}
+        sizes = store_sizes(sequence)
         if "c" in sizes:
             kw.setdefault("channel_names", [ch.config for ch in sequence.channels])
         kw.setdefault("sequence_json", sequence.model_dump_json())
@@ -282,7 +346,10 @@ class AcquisitionStore:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], mode: str = "r+") -> AcquisitionStore:
-        """Reopen a store to read it or to resume; the ledger is rebuilt from the journal."""
+        """Reopen a store to read it or to resume; the ledger is rebuilt from the journal.
+
+        ``r+`` takes the store's writer lock (:class:`~live_restore.acquisition.lock.
+        StoreBusyError` while another writer holds it); ``r`` reads beside a writer."""
         if mode not in ("r", "r+"):
             raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
         path = Path(path).expanduser().absolute()
@@ -297,7 +364,26 @@ class AcquisitionStore:
                 f"{str(path)!r} has store format version {info.get('format_version')!r}; "
                 f"this live_restore reads version {STORE_VERSION}"
             )
-        return cls(path, group, dict(info), mode)
+        if mode == "r":
+            store = cls(path, group, dict(info), mode)
+            if store.summary_is_stale:
+                logger.warning("%s: the summary in the root attributes is older than the "
+                               "journal (a writer is running, or one stopped without closing "
+                               "the store); the counts here come from the journal", path)
+            return store
+        lock = StoreLock.acquire(path)
+        with _released_on_error(lock):
+            store = cls(path, group, dict(info), mode, lock)
+            store.flush()  # the summary and status arrays, derived again from the journal
+            return store
+
+    @property
+    def summary_is_stale(self) -> bool:
+        """True when the root summary and ``ledger`` arrays do not describe the whole journal
+        (a writer still running, or killed before its last flush); the API reads the journal
+        itself, so only readers of the snapshots need to care."""
+        summary = self._info.get("ledger") or {}
+        return summary.get("journal_bytes") != self._ledger.journal_bytes
 
     # ------------------------------------------------------------------ indices
 
@@ -360,6 +446,7 @@ class AcquisitionStore:
         array, where = self._locate("raw", key)
         _write_frame_chunk(array, where, frame)
         self._ledger.record_raw(key, meta)
+        self._images.observe("raw", key, frame)
 
     def write_restored(
         self,
@@ -368,8 +455,10 @@ class AcquisitionStore:
         std: np.ndarray | None = None,
         *,
         model: str = "",
+        floor: Mapping[str, Any] | None = None,
     ) -> None:
-        """Write a restored frame (and its uncertainty) as float32, then mark it RESTORED."""
+        """Write a restored frame (and its uncertainty) as float32, then mark it RESTORED
+        (``floor``: its check against the Gaussian floor, kept in the journal)."""
         key = self._key(index)
         mean = self._check_frame(mean, "restored frame").astype(np.float32, copy=False)
         if std is not None:
@@ -380,15 +469,23 @@ class AcquisitionStore:
             raise ValueError(f"frame {self._ledger.label(key)} has no raw frame; write raw first")
         array, where = self._locate("restored", key)
         array[where] = mean
+        self._images.observe("restored", key, mean)
         if std is not None:
             array, where = self._locate("uncertainty", key)
             array[where] = std
-        if self._ledger.record_restored(key, model):
+            self._images.observe("uncertainty", key, std)
+        if self._ledger.record_restored(key, model, floor):
             self.flush()
 
     def mark_failed(self, index: FrameIndex, reason: str) -> None:
         """Record that restoring this frame failed (the raw frame is kept)."""
         self._mark(index, FrameStatus.FAILED, reason)
+
+    def mark_lost(self, index: FrameIndex, reason: str) -> None:
+        """Record that the camera gave this frame but its raw pixels could not be saved (a
+        full disk, a frame of the wrong shape), so the store says so instead of looking like
+        a frame never taken."""
+        self._mark(index, FrameStatus.LOST, reason)
 
     def mark_skipped(self, index: FrameIndex, reason: str) -> None:
         """Record that this frame is not restored by design (e.g. a channel left raw)."""
@@ -426,6 +523,7 @@ class AcquisitionStore:
     ) -> None:
         """Record the restorer used (name, checksum, sampling steps) in the root attributes."""
         self._info["model"] = {"name": name, "checksum": checksum, "steps": steps, **extra}
+        self._images.set_model(self._info["model"])
         self.flush()
 
     @property
@@ -495,9 +593,41 @@ class AcquisitionStore:
         """Every frame whose current restored result ``model`` (``name@version``) wrote."""
         return [self._as_index(key) for key in self._ledger.keys_restored_by(model)]
 
+    def below_floor(self) -> dict[str, float]:
+        """``"t=3,c=1" -> estimated dB`` for every restored frame whose check against another
+        exposure says it is worse than a Gaussian blur of its raw frame."""
+        return self._ledger.below_floor()
+
+    def other_exposure(self, index: FrameIndex) -> dict[str, int] | None:
+        """The same field's previous time point (else the next) when its raw frame is saved:
+        an independent exposure of the same field, for the floor check; None without one."""
+        if "t" not in self.sizes:
+            return None
+        key = self._key(index)
+        axis = list(self.sizes).index("t")
+        for step in (-1, 1):
+            t = key[axis] + step
+            other = (*key[:axis], t, *key[axis + 1:])
+            if 0 <= t < self.sizes["t"] and self._ledger.has_raw(other):
+                return self._as_index(other)
+        return None
+
+    def label(self, index: FrameIndex) -> str:
+        """``"t=3,c=1"``: how the journal and the summaries name a frame."""
+        return self._ledger.label(self._key(index))
+
+    def models_used(self) -> dict[str, int]:
+        """``name@version -> frames`` restored by each model: more than one entry is a store
+        restored by several models (an adapted model, a resume with another ``--model``)."""
+        return self._ledger.model_counts()
+
     def failures(self) -> dict[str, str]:
-        """``"t=3,c=1" -> reason`` for every failed frame."""
-        return self._ledger.failures()
+        """``"t=3,c=1" -> reason`` for every frame whose restoration failed."""
+        return self._ledger.reasons(FrameStatus.FAILED)
+
+    def lost(self) -> dict[str, str]:
+        """``"t=3,c=1" -> reason`` for every frame whose raw pixels could not be saved."""
+        return self._ledger.reasons(FrameStatus.LOST)
 
     def channel_name(self, index: FrameIndex) -> str:
         """The channel config name of a frame; ``""`` when the store has no channel names."""
@@ -521,17 +651,23 @@ class AcquisitionStore:
             group["status"][...] = status.reshape(shape)
             for name, values in meta.items():
                 group[name][...] = values.reshape(shape)
+            for name, attrs in self._images.changed(meta["time_ms"]).items():
+                self._group[name].attrs.update(attrs)
             self._info["ledger"] = ledger
             self._group.attrs["live_restore"] = self._info
             self._ledger.flushed()
 
     def close(self) -> None:
-        """Flush and release the journal; safe to call twice."""
+        """Flush, release the journal and the writer lock; safe to call twice."""
         if self._closed:
             return
-        self.flush()
-        self._closed = True
-        self._ledger.close()
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._ledger.close()
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> AcquisitionStore:
         return self

@@ -30,6 +30,7 @@ from psygnal import Signal, SignalGroup
 
 from live_restore.acquisition.restore_loop import FrameSink, LoopCounts, batched, restore_frames
 from live_restore.acquisition.store import AcquisitionStore, FrameIndex
+from live_restore.models.floor import check_against_floor, judges_restorer
 from live_restore.models.restorer import Restorer
 
 __all__ = [
@@ -93,9 +94,11 @@ class LiveRestorerSignals(SignalGroup):
 
 
 class StoreSink(FrameSink[FrameIndex]):
-    """Restored frames into the store with the model (name@checksum) that made them; failures
-    and skips into the ledger. A std map the store has no room for (created without
-    ``uncertainty``) is dropped, not an error."""
+    """Restored frames into the store with the model (name@checksum) that made them and their
+    check against the Gaussian floor (:mod:`live_restore.models.floor`, judged against the
+    field's neighbouring time point when its raw frame is saved); failures and skips into the
+    ledger. A std map the store has no room for (created without ``uncertainty``) is dropped,
+    not an error."""
 
     def __init__(self, store: AcquisitionStore) -> None:
         self.store = store
@@ -103,7 +106,21 @@ class StoreSink(FrameSink[FrameIndex]):
     def write(self, key: FrameIndex, mean: np.ndarray, std: np.ndarray | None,
               restorer: Restorer) -> None:
         self.store.write_restored(key, mean, std if self.store.has_uncertainty else None,
-                                  model=model_label(restorer))
+                                  model=model_label(restorer),
+                                  floor=self._floor_check(key, mean, restorer))
+
+    def _floor_check(self, key: FrameIndex, mean: np.ndarray,
+                     restorer: Restorer) -> dict[str, Any] | None:
+        other = self.store.other_exposure(key) if judges_restorer(restorer) else None
+        if other is None:
+            return None
+        check = check_against_floor(mean, self.store.read_raw(key), self.store.read_raw(other),
+                                    self.store.label(other))
+        if check is not None and check.below_floor:
+            log.warning("restored frame %s is estimated %.2f dB below a Gaussian blur of it "
+                        "(judged against %s); flagged in the ledger", self.store.label(key),
+                        -check.gain_db, check.against)
+        return None if check is None else check.to_json()
 
     def fail(self, key: FrameIndex, reason: str, error: Exception) -> None:
         log.warning("restoring frame %s failed: %s", dict(key), reason)

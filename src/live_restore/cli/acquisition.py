@@ -4,6 +4,8 @@ restoring a file."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -40,10 +42,25 @@ def _calibration_info(path: Path | None, calibration: Calibration | None) -> dic
     return {"calibration": {"file": str(path), **calibration.summary()}}
 
 
-def _adapt_first_plan(frames: int, steps: int | None, base: Restorer | None = None
+def _channel_restorers(model: str, channels: list[str], *, every_channel: bool,
+                       device: str | None, calibration: Calibration | None
+                       ) -> Restorer | dict[str, Restorer]:
+    """``--model`` for each of ``channels`` (``auto``: the shipped model that fits each), one
+    instance per model; a single restorer when every channel of the run gets the same one."""
+    from live_restore.models.restorer import AUTO, auto_model_name, get_restorer
+
+    names = {c: auto_model_name(c) if model == AUTO else model for c in channels or [""]}
+    built = {n: get_restorer(n, device=device, calibration=calibration)
+             for n in dict.fromkeys(names.values())}
+    if every_channel and len(built) == 1:
+        return next(iter(built.values()))
+    return {channel: built[name] for channel, name in names.items()}
+
+
+def _adapt_first_plan(frames: int, steps: int | None, bases: Iterable[Restorer] = ()
                       ) -> AdaptFirst | None:
-    """``--adapt-first N``: Noise2Noise on each channel's first N frames (0: off). A ``base``
-    known before the run is checked before any light reaches the sample; any other base is
+    """``--adapt-first N``: Noise2Noise on each channel's first N frames (0: off). ``bases``
+    known before the run are checked before any light reaches the sample; any other base is
     checked by the adapter, whose error the store records (the channel keeps its model)."""
     if frames == 0:
         return None
@@ -51,7 +68,7 @@ def _adapt_first_plan(frames: int, steps: int | None, base: Restorer | None = No
     from live_restore.adapt.noisy import NoisyAdaptConfig, adapt_from_noisy
 
     config = NoisyAdaptConfig() if steps is None else NoisyAdaptConfig(steps=steps)
-    if base is not None:
+    for base in bases:
         noisy_base(base, "--adapt-first")
     return AdaptFirst(frames, lambda restorer, stacks: adapt_from_noisy(
         noisy_base(restorer, "--adapt-first"), stacks, config))
@@ -133,7 +150,9 @@ def acquire(
     replay: Annotated[Path | None, typer.Option(
         help="play this recorded stack (TIFF or OME-Zarr) through the MDA on the replay camera"
     )] = None,
-    model: Annotated[str, typer.Option(help="restorer for every restored channel")] = "classical",
+    model: Annotated[str, typer.Option(
+        help="restorer for every restored channel; 'auto': sted_denoise for STED channels, "
+             "denoise for the others (classical where not installed)")] = "auto",
     channels: Annotated[str | None, typer.Option(
         help="comma-separated channels to restore, e.g. Confocal,STED (default: all)")] = None,
     device: Annotated[str | None, typer.Option(help="torch device")] = None,
@@ -146,13 +165,19 @@ def acquire(
         min=1, help="optimiser steps of that adaptation (default: as `adapt --from-noisy`)")
     ] = None,
     calibration: CalibrationOption = None,
+    on_interrupt: Annotated[str, typer.Option(
+        help="after the first Ctrl-C / SIGTERM stops the acquisition: 'finish' restoring the "
+             "frames waiting, or 'leave' them for `resume` (a second Ctrl-C always leaves)")
+    ] = "finish",
 ) -> None:
-    """Run a useq sequence on any Micro-Manager config and restore it live."""
+    """Run a useq sequence on any Micro-Manager config and restore it live.
+
+    Exit status: 0 when every frame was saved, 1 when raw frames were lost (a full disk: the
+    acquisition stops at once) or on an error before the first frame, 130 when interrupted."""
     from live_restore.acquisition.core import managed_core
-    from live_restore.acquisition.run import run_acquisition
+    from live_restore.acquisition.run import model_record, run_acquisition
     from live_restore.acquisition.sequence import load_sequence
     from live_restore.experiments.demo import REPLAY_CONFIG_NAME, default_config
-    from live_restore.models.restorer import get_restorer
     from live_restore.sim.replay import replay_stack
 
     try:
@@ -161,28 +186,59 @@ def acquire(
         if adapt_first and defer:
             raise ValueError("--adapt-first restores the first frames again at the end of the "
                              "run; it cannot be combined with --defer")
+        if on_interrupt not in ("finish", "leave"):
+            raise ValueError(f"--on-interrupt must be 'finish' or 'leave', got {on_interrupt!r}")
         cfg = default_config(REPLAY_CONFIG_NAME) if config is None else (
             None if config == "demo" else Path(config))
         seq = load_sequence(sequence)
         noise = _calibration(calibration)
-        restorer = get_restorer(model, device=device, calibration=noise)
-        plan = _adapt_first_plan(adapt_first, adapt_steps, base=restorer)
-        info = {"name": restorer.name, "checksum": restorer.version,
-                **_calibration_info(calibration, noise)}
-        per_channel = {c.strip(): restorer for c in channels.split(",")} if channels else restorer
+        chosen = [c.strip() for c in channels.split(",")] if channels else None
+        per_channel = _channel_restorers(model, chosen or [c.config for c in seq.channels],
+                                         every_channel=chosen is None, device=device,
+                                         calibration=noise)
+        plan = _adapt_first_plan(adapt_first, adapt_steps, bases=(
+            per_channel.values() if isinstance(per_channel, dict) else [per_channel]))
+        info = {**model_record(per_channel), **_calibration_info(calibration, noise)}
         with managed_core(cfg) as core:
             if replay is not None:
                 if "Replay" not in core.getLoadedDevices():
                     raise ValueError(f"--replay needs the replay camera 'Replay'; {cfg} has none "
                                      "(omit --config to use the packaged replay.cfg)")
                 replay_stack(core, replay)
-            report = run_acquisition(core, seq, output, per_channel, overwrite=overwrite,
-                                     drain=not defer, model_info=info, adapt_first=plan)
+            with _backlog_progress() as progress:
+                report = run_acquisition(
+                    core, seq, output, per_channel, overwrite=overwrite, drain=not defer,
+                    model_info=info, adapt_first=plan, on_interrupt=on_interrupt,
+                    notify=lambda message: console.print(f"[yellow]{message}[/yellow]"),
+                    progress=progress)
     except (ValueError, OSError) as exc:
         raise fail(exc) from exc
     console.print(report_table("acquisition", {
         k: v for k, v in report.to_dict().items() if k != "adaptations"}))
     _print_adaptations(report)
+    _exit_status(report)
+
+
+@contextmanager
+def _backlog_progress() -> Iterator[Callable[[int, int], None]]:
+    """A progress bar for the restoration that goes on after the MDA, shown once it starts."""
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("restoring the frames waiting", total=None, visible=False)
+        yield lambda done, total: bar.update(task, completed=done, total=total, visible=True)
+
+
+def _exit_status(report: AcquisitionReport) -> None:
+    """Say what a run that did not end normally left behind, and exit non-zero."""
+    if report.lost:
+        console.print(f"[red]{report.lost} raw frame(s) lost[/red] ({report.stopped}); the "
+                      f"store's journal names each; {report.raw_frames_written} saved")
+        raise typer.Exit(code=1)
+    if report.stopped:
+        left = (f"; {report.pending} frame(s) left: `live-restore resume {report.store}`"
+                if report.pending else "")
+        console.print(f"[yellow]{report.stopped}[/yellow]: {report.raw_frames_written} "
+                      f"frame(s) saved{left}")
+        raise typer.Exit(code=130)
 
 
 @app.command()
@@ -192,6 +248,8 @@ def resume(
         help="restorer (default: the one the store records, if it is still installed)")] = None,
     device: Annotated[str | None, typer.Option(help="torch device")] = None,
     calibration: CalibrationOption = None,
+    retry_failed: Annotated[bool, typer.Option(
+        help="also restore the frames whose restoration failed (e.g. on a full disk)")] = False,
 ) -> None:
     """Restore the frames the store's ledger does not mark done."""
     from live_restore.acquisition.run import recorded_restorers
@@ -206,18 +264,41 @@ def resume(
                     get_restorer(model, device=device, calibration=_calibration(calibration)))
         with Progress(console=console) as progress:
             task = progress.add_task("restoring", total=None)
-            done = resume_store(store, restorer,
+            done = resume_store(store, restorer, retry_failed=retry_failed,
                                 progress=lambda i, n: progress.update(task, completed=i, total=n))
     except (ValueError, OSError) as exc:
         raise fail(exc) from exc
     console.print(f"restored {done} frame(s) in {store}")
+    _report_store(store)
+
+
+def _report_store(path: Path) -> None:
+    """What the store holds now: frames left, failed or lost, and a mix of models."""
+    from live_restore.acquisition.store import AcquisitionStore
+
+    with AcquisitionStore.open(path, mode="r") as store:
+        pending, failed, lost = len(store.pending()), store.failures(), store.lost()
+        models = store.models_used()
+    if len(models) > 1:
+        mix = ", ".join(f"{m} ({n})" for m, n in models.items())
+        console.print(f"[yellow]the store's frames are restored by {len(models)} models:"
+                      f"[/yellow] {mix}")
+    if failed:
+        console.print(f"[yellow]{len(failed)} frame(s) failed to restore[/yellow] (e.g. "
+                      f"{next(iter(failed.items()))}); `--retry-failed` tries them again")
+    if lost:
+        console.print(f"[red]{len(lost)} raw frame(s) were lost[/red] during the acquisition "
+                      f"(e.g. {next(iter(lost.items()))})")
+    if pending:
+        console.print(f"{pending} frame(s) still wait to be restored")
 
 
 @app.command()
 def restore(
     input: Annotated[Path, typer.Argument(help="TIFF or OME-Zarr")],
     output: Annotated[Path, typer.Argument(help="float32 TIFF to write")],
-    model: Annotated[str, typer.Option(help="restorer")] = "classical",
+    model: Annotated[str, typer.Option(
+        help="restorer; 'auto': denoise (classical where not installed)")] = "auto",
     samples: Annotated[int, typer.Option(help="samples per frame (stochastic models)")] = 1,
     steps: Annotated[int | None, typer.Option(help="sampling steps (diffusion models)")] = None,
     device: Annotated[str | None, typer.Option(help="torch device")] = None,
@@ -226,12 +307,13 @@ def restore(
 ) -> None:
     """Restore a file frame by frame; float32 out, same shape."""
     from live_restore.acquisition.batch import load_image, restore_stack, save_image
-    from live_restore.models.restorer import get_restorer
+    from live_restore.models.restorer import AUTO, auto_model_name, get_restorer
 
     try:
         if output.exists() and not overwrite:
             raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
-        restorer = get_restorer(model, device=device, calibration=_calibration(calibration))
+        restorer = get_restorer(auto_model_name() if model == AUTO else model, device=device,
+                                calibration=_calibration(calibration))
         image = load_image(input)
         with Progress(console=console) as progress:
             task = progress.add_task("restoring", total=None)
@@ -240,4 +322,5 @@ def restore(
         save_image(output, out, overwrite=overwrite)
     except (ValueError, TypeError, OSError) as exc:
         raise fail(exc) from exc
-    console.print(f"wrote {output} {out.shape} float32")
+    console.print(f"wrote {output} {out.shape} float32, restored by "
+                  f"{restorer.name}@{restorer.version}")

@@ -106,6 +106,27 @@ def bench_simulator_cmd(
     console.print_json(json.dumps(result))
 
 
+@bench_app.command("startup")
+def bench_startup_cmd(
+    json_out: Annotated[Path, typer.Option("--json", help="where to write the JSON")],
+    repeats: Annotated[int, typer.Option(min=1, help="timed runs of each case")] = 5,
+) -> None:
+    """Start-up time of `--help`, `import live_restore` and a one-frame restore, fresh processes."""
+    from live_restore.experiments.bench_startup import bench_startup
+
+    try:
+        result = bench_startup(repeats, say=lambda msg: console.print(msg))
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise fail(exc) from exc
+    json_out.write_text(json.dumps(result, indent=2))
+    table = Table("case", "median s", "min s", "target s", "met", title="bench startup")
+    for name, case in result["cases"].items():
+        target, met = case["target_s"], case["met"]
+        table.add_row(name, f"{case['median_s']:.2f}", f"{case['min_s']:.2f}",
+                      "" if target is None else f"{target:g}", "" if met is None else str(met))
+    console.print(table)
+
+
 @bench_app.command("restorers")
 def bench_restorers_cmd(
     json_out: Annotated[Path, typer.Option("--json", help="where to write the JSON")],
@@ -260,6 +281,42 @@ def bench_real_cmd(
                  (row["mean"]["report"], row["mean"]["selection"])]
         gap = (row["mean"]["report"] or {}).get("psnr_affine_vs_gaussian_db")
         table.add_row(name, *cells, "" if gap is None else f"{gap:+.2f}")
+    console.print(table)
+
+
+@bench_app.command("floor")
+def bench_floor_cmd(
+    json_out: Annotated[Path, typer.Option("--json", help="where to write the JSON")],
+    data: Annotated[Path, typer.Option(
+        help="folder of fields (each a folder with noisy.tif of >= 2 frames and target.tif)")],
+    model: Annotated[list[str] | None, typer.Option(
+        help="restorer to judge, repeatable (default: classical, denoise, sted_denoise)")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="torch device")] = None,
+) -> None:
+    """The floor check (flagging frames restored below a Gaussian blur) against the truth."""
+    import shlex
+    import sys
+
+    from live_restore.experiments.bench_floor import DEFAULT_RESTORERS, bench_floor
+
+    try:
+        result = bench_floor(data, tuple(model or DEFAULT_RESTORERS), device=device,
+                             command=shlex.join(["live-restore", *sys.argv[1:]]),
+                             say=lambda msg: console.print(msg))
+    except ValueError as exc:
+        raise fail(exc) from exc
+    json_out.write_text(json.dumps(result, indent=2))
+    table = Table(title="bench floor: fields below the Gaussian floor, seen by the check")
+    for col in ("restorer", "part", "fields", "truly below", "flagged", "hits", "misses",
+                "false alarms", "mean |error| dB"):
+        table.add_column(col)
+    for name, row in result["restorers"].items():
+        for part, s in row.get("summary", {}).items():
+            error = s["mean_abs_error_db"]
+            table.add_row(name, part, *(str(s[k]) for k in (
+                "fields", "truly_below", "flagged", "hits", "misses", "false_alarms")),
+                "-" if error is None else f"{error:.2f}")
     console.print(table)
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.progress import Progress
 from rich.table import Table
 
 from live_restore.cli.root import app, console, fail, noisy_base, report_table
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @app.command()
@@ -108,6 +110,7 @@ def calibrate(
         help="(M, Y, X) TIFF stack taken with the shutter closed: offset and read noise")] = None,
 ) -> None:
     """Detector calibration (gain, offset, read noise, correlation) from a static burst."""
+    import numpy as np
     import tifffile
 
     from live_restore.models.calibration import calibrate_burst

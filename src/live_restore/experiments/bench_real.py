@@ -43,12 +43,9 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import os
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,9 +56,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio
 
-from live_restore import __version__, metrics
+from live_restore import metrics
 from live_restore.experiments import peers
 from live_restore.experiments.bench_restorers import _plain_psnr
+from live_restore.experiments.environment import machine, software_versions
 from live_restore.models.calibration import Calibration
 from live_restore.models.restorer import Averaged, Restorer, get_restorer, list_models
 
@@ -350,16 +348,6 @@ def _add_floor_gaps(rows: dict[str, dict[str, Any]]) -> None:
                 )
 
 
-def _versions() -> dict[str, str]:
-    out = {"live_restore": __version__, "python": platform.python_version()}
-    for package in ("torch", "numpy", "scipy", "scikit-image", "tifffile"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "not installed"
-    return out
-
-
 def _trained_fields(fields: Sequence[RealField], parts: Sequence[Part]) -> list[RealField]:
     return [f for f in fields if f.part in parts]
 
@@ -425,14 +413,11 @@ def bench_real(
             "n2v_parts": list(config.n2v_parts),
             "adapt_parts": list(config.adapt_parts),
         },
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.machine(),
-            "cpu_count": os.cpu_count(),
+        "machine": machine() | {
             "threads": config.threads,
             "device": device or ("cuda" if torch.cuda.is_available() else "cpu"),
         },
-        "software": _versions() | {"n2v2_peer": rows["n2v2"].get("versions")},
+        "software": software_versions() | {"n2v2_peer": rows["n2v2"].get("versions")},
         "rows": rows,
         "summary": summary,
     }

@@ -14,11 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from live_restore.experiments.markdown import metric, number, table
+from live_restore.experiments.markdown import FLOORS, metric, number, table, values_table
 from live_restore.experiments.model_cards import ShippedModel
-
-#: Row order of the floors every learned method must beat, shown first where present.
-FLOORS = ("raw", "gaussian", "classical")
+from live_restore.experiments.real_renderers import (
+    floor_body,
+    floor_data,
+    floor_headline,
+    real_body,
+    real_data,
+    real_headline,
+)
 
 #: Restorer-benchmark columns: (JSON key, header).
 RESTORER_METRICS = (
@@ -274,7 +279,7 @@ def _gan_sharing_headline(data: dict, shipped: dict[str, ShippedModel]) -> str:
     return f"separate − shared GAN at {counts} pairs: {', '.join(parts)}"
 
 
-# ---------------------------------------------------------------- acquisition, simulator
+# ---------------------------------------------------------------- acquisition, simulator, startup
 
 
 def _acquisition_data(data: dict) -> str:
@@ -336,94 +341,33 @@ def _simulator_headline(data: dict, shipped: dict[str, ShippedModel]) -> str:
                      for name, r in data["mda"].items())
 
 
+def _startup_data(data: dict) -> str:
+    load = [number(v) for v in data["load_average_1m"].values()]
+    return (f"report data: {data['repeats']} runs of each case in fresh processes, interleaved, "
+            f"after {data['warmup_runs']} untimed run each; restore input {data['input']}; "
+            f"{data['machine']['cpu_count']} CPU cores, 1-minute load {' → '.join(load)}.")
+
+
+def _startup_body(data: dict, shipped: dict[str, ShippedModel]) -> list[str]:
+    rows = [[name, f"`{c['command']}`", number(c["median_s"]), number(c["min_s"]),
+             number(c["target_s"], 0), _check(c["met"])] for name, c in data["cases"].items()]
+    heavy = ", ".join(data["heavy_modules_at_cli_import"]) or "none"
+    return [*table(["case", "command", "median s", "min s", "target s", "met"], rows), "",
+            f"Heavy libraries loaded by importing the CLI: {heavy}.", ""]
+
+
+def _startup_headline(data: dict, shipped: dict[str, ShippedModel]) -> str:
+    return ", ".join(f"{name} {number(c['median_s'])} s (≤ {number(c['target_s'], 0)} s: "
+                     f"{_check(c['met'])})" for name, c in data["cases"].items() if c["target_s"])
+
+
 # ---------------------------------------------------------------- real frames
-
-#: Real-data columns: (key of a part mean, header).
-REAL_METRICS = (
-    ("psnr_affine_bitdepth", "PSNR-affine (8-bit range)"),
-    ("psnr_affine_vs_gaussian_db", "vs Gaussian, dB"),
-    ("psnr_affine", "PSNR-affine (percentile)"),
-    ("ssim", "SSIM"),
-    ("ms_per_frame", "ms/frame"),
-    ("adapt_cpu_minutes", "training CPU min"),
-)
-
-
-def _real_data(data: dict) -> str:
-    d = data["data"]
-    return (f"report data: {len(d['report'])} fields ({', '.join(d['report'])}); settings "
-            f"chosen on the selection part ({len(d['selection'])} fields). Scored: "
-            f"{d['scored_frame']}; trained rows learn from {d['training_frames']}.")
-
-
-def _real_table(data: dict, part: str) -> list[str]:
-    rows = []
-    for name, row in data["rows"].items():
-        label = f"**{name}**" if name in FLOORS else name
-        if "skipped" in row:
-            rows.append([label, f"skipped: {row['skipped']}", *[""] * (len(REAL_METRICS) - 1)])
-            continue
-        mean = row["mean"][part]
-        if mean is None:
-            continue
-        rows.append([label, *(number(mean.get(key), 3 if key == "ssim" else 2)
-                              for key, _ in REAL_METRICS)])
-    return [*table(["row", *(header for _, header in REAL_METRICS)], rows), ""]
-
-
-def _real_body(data: dict, shipped: dict[str, ShippedModel]) -> list[str]:
-    budgets = data["budgets"]
-    unit = budgets.get("training_unit", "field")  # runs before one network per part: per field
-    minutes = budgets.get("n2v_cpu_minutes_per_network", budgets.get("n2v_cpu_minutes_per_field"))
-    return [
-        f"Report part, mean over its fields (N2V2: {number(minutes)} CPU min per network, one "
-        f"network per {unit}):", "",
-        *_real_table(data, "report"),
-        "Selection part (settings were chosen here; not a result):", "",
-        *_real_table(data, "selection"),
-    ]
-
-
-def _real_headline(data: dict, shipped: dict[str, ShippedModel]) -> str:
-    report = data["summary"]["report"]
-
-    def cell(name: str) -> str:
-        mean = report.get(name)
-        if mean is None:
-            return f"{name} –"
-        gap = mean.get("psnr_affine_vs_gaussian_db")
-        suffix = "" if gap is None else f" ({gap:+.2f})"
-        return f"{name} {number(mean['psnr_affine_bitdepth'])}{suffix}"
-
-    names = ["gaussian", "denoise", "adapted", "n2v2"]
-    return "report part, PSNR-affine dB (vs Gaussian): " + ", ".join(cell(n) for n in names)
-
-
-# ---------------------------------------------------------------- any other JSON
-
-
-def _flatten(value: object, prefix: str = "") -> list[tuple[str, object]]:
-    if isinstance(value, dict):
-        return [kv for k, v in value.items() for kv in _flatten(v, f"{prefix}{k}.")]
-    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
-        return [kv for i, v in enumerate(value) for kv in _flatten(v, f"{prefix}{i}.")]
-    return [(prefix.rstrip("."), value)]
-
-
-def _generic_body(data: dict, shipped: dict[str, ShippedModel]) -> list[str]:
-    def cell(value: object) -> str:
-        if isinstance(value, list):
-            return ", ".join(number(v, 3) for v in value)
-        return number(value, 3)
-
-    return [*table(["key", "value"], [[f"`{k}`", cell(v)] for k, v in _flatten(data)]), ""]
-
 
 GENERIC = Renderer(
     title="Benchmark",
     measures="No renderer is registered for this JSON yet; its values as recorded.",
     data=lambda data: "report data: not described by a renderer.",
-    body=_generic_body,
+    body=lambda data, shipped: values_table(data),
     headline=lambda data, shipped: "see details",
 )
 
@@ -462,7 +406,17 @@ RENDERERS: list[tuple[str, Renderer]] = [
         "frames alone (Noise2Noise), and CAREamics' N2V2 trained on the same frames. "
         "PSNR-affine fits the restoration affinely to the target; the 8-bit column uses the "
         "data type's range (the FMD papers' convention), the percentile column the CARE one.",
-        _real_data, _real_body, _real_headline)),
+        real_data, real_body, real_headline)),
+    ("floor*", Renderer(
+        "Frames restored below the floor, seen live",
+        "Whether the live floor check, which judges each restored frame against the field's "
+        "next exposure, flags the real fields a restorer leaves below a Gaussian blur.",
+        floor_data, floor_body, floor_headline)),
+    ("startup", Renderer(
+        "CLI start-up time",
+        "Wall time of a fresh process from spawn to exit: `--help`, the package import and a "
+        "one-frame `restore` (the start-up before a restore's first frame).",
+        _startup_data, _startup_body, _startup_headline)),
     ("simulator", Renderer(
         "Simulator speed",
         "Frame rate of the simulated camera in a real MDA, and paired-data generation time.",

@@ -17,7 +17,7 @@ import useq
 from live_restore import sim
 from live_restore.acquisition.adapt_first import AdaptFirst
 from live_restore.acquisition.core import managed_core
-from live_restore.acquisition.run import AcquisitionReport, run_acquisition
+from live_restore.acquisition.run import AcquisitionReport, model_record, run_acquisition
 from live_restore.acquisition.store import AcquisitionStore, FrameStatus
 from live_restore.metrics import psnr, ssim
 from live_restore.models.restorer import Restorer, get_restorer, list_models
@@ -193,10 +193,7 @@ def run_demo(
             core.setROI((width - roi) // 2, (height - roi) // 2, roi, roi)
         report = run_acquisition(
             core, sequence, output, restorers, overwrite=overwrite,
-            model_info={
-                "name": ",".join(f"{c}={r.name}" for c, r in restorers.items()),
-                "checksum": ",".join(r.version for r in restorers.values()),
-            },
+            model_info=model_record(restorers),
             annotate=lambda img, meta: {"sim_truth": sim.frame_truth(img, meta)},
             adapt_first=adapt_first,
         )

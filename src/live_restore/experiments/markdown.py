@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+#: Row order of the floors every learned method must beat, shown first where present.
+FLOORS = ("raw", "gaussian", "classical")
+
 #: Decimal places per metric; metrics not listed fall back to :func:`number`'s default.
 DECIMALS: dict[str, int] = {
     "psnr": 2,
@@ -72,3 +75,22 @@ def replace_block(text: str, name: str, content: str) -> str:
     if not pattern.search(text):
         raise ValueError(f"generated block {name!r} not found: expected {begin!r} … {end!r}")
     return pattern.sub(lambda _: f"{begin}\n{content.rstrip()}\n{end}", text, count=1)
+
+
+def _flatten(value: object, prefix: str = "") -> list[tuple[str, object]]:
+    if isinstance(value, dict):
+        return [kv for k, v in value.items() for kv in _flatten(v, f"{prefix}{k}.")]
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        return [kv for i, v in enumerate(value) for kv in _flatten(v, f"{prefix}{i}.")]
+    return [(prefix.rstrip("."), value)]
+
+
+def values_table(data: dict) -> list[str]:
+    """Every value of a JSON as a ``key | value`` table (dotted keys): how a benchmark without
+    its own renderer is shown."""
+    def cell(value: object) -> str:
+        if isinstance(value, list):
+            return ", ".join(number(v, 3) for v in value)
+        return number(value, 3)
+
+    return [*table(["key", "value"], [[f"`{k}`", cell(v)] for k, v in _flatten(data)]), ""]

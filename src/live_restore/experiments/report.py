@@ -128,6 +128,16 @@ RUNS: dict[str, Run] = {
         "raw and restored frames) runs interleaved on the genuine DemoCamera.",
     ),
     "simulator": Run("live-restore bench simulator --json docs/bench/simulator.json"),
+    "floor_check": Run(
+        "live-restore bench floor --data ../shared/realdata --json docs/bench/floor_check.json",
+        "The fields of the real-data folder with at least two noisy frames (the mouse brain "
+        "has one). The check's noise term was chosen on the selection part.",
+    ),
+    "startup": Run(
+        "live-restore bench startup --json docs/bench/startup.json",
+        "Targets from issue #23. The restore case includes its one frame, so it counts the "
+        "libraries the classical restorer loads on first use (scikit-image, scipy).",
+    ),
     "real": Run(
         "live-restore bench real --data ../shared/realdata --json docs/bench/real.json "
         "--calibration docs/calibrations/fmd_confocal_fov02.json",

@@ -20,11 +20,13 @@ if TYPE_CHECKING:
     from live_restore.models.calibration import Calibration
 
 __all__ = [
+    "AUTO",
     "MODELS_DIR",
     "USER_MODELS_DIR",
     "Averaged",
     "RestoreResult",
     "Restorer",
+    "auto_model_name",
     "get_restorer",
     "list_models",
 ]
@@ -94,6 +96,19 @@ def list_models() -> list[dict[str, str]]:
                 if _model_format(cfg) in _LOADERS:  # e.g. a CIN-GAN file is not a restorer
                     rows.append({"name": cfg.stem, "kind": kind, "path": str(cfg)})
     return rows
+
+
+AUTO = "auto"
+"""The model name that asks for :func:`auto_model_name` per channel (the CLI's default)."""
+
+
+def auto_model_name(channel: str = "") -> str:
+    """The shipped model ``--model auto`` gives a channel: ``sted_denoise`` for a channel whose
+    name says STED, ``denoise`` for any other channel or a file, ``classical`` where that model
+    is not installed. A model that changes modality (``confocal2sted``) is never chosen for the
+    user: its output is not the frame's own modality, so it must be asked for by name."""
+    name = "sted_denoise" if "sted" in channel.lower() else "denoise"
+    return name if _model_files(name) is not None else "classical"
 
 
 def get_restorer(
