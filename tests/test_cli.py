@@ -57,6 +57,8 @@ def test_restore_tiff_stack_keeps_shape_and_writes_float32(tmp_path):
         (["restore", "missing.tif", "out.tif"], "not found"),
         (["restore", "in.tif", "out.tif", "--model", "nope"], "unknown model"),
         (["restore", "rgb.tif", "out.tif"], "3 samples per pixel (RGB)"),
+        (["restore", "in.tif", "no/such/folder/out.tif"], "folder no/such/folder does not exist"),
+        (["restore", "in.tif", "out.png"], "must be a .tif/.tiff file"),
     ],
 )
 def test_restore_bad_input_gives_clear_error(tmp_path, monkeypatch, args, message):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import useq
 
-from live_restore.acquisition import store as store_module
+from live_restore.acquisition import store_files
 from live_restore.acquisition.run import resume, run_acquisition
 from live_restore.acquisition.space import space_needed
 from live_restore.acquisition.store import AcquisitionStore, FrameStatus
@@ -43,7 +43,7 @@ def _disk_full_after(monkeypatch: pytest.MonkeyPatch, frames: int) -> None:
             landed.append(dst)
         return real_replace(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(store_module.os, "replace", replace)
+    monkeypatch.setattr(store_files.os, "replace", replace)
 
 
 def test_a_full_disk_stops_the_acquisition_and_journals_the_lost_frame(

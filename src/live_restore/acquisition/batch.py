@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import tifffile
 
 from live_restore.acquisition.restore_loop import FrameSink, batched, restore_frames
-from live_restore.acquisition.store import read_image_array
+from live_restore.acquisition.store_files import read_image_array
 from live_restore.models.restorer import Restorer
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -55,6 +56,18 @@ class _PlaneSink(FrameSink[int]):
         raise error
 
 
+def restore_options(restorer: Restorer, *, samples: int = 1,
+                    steps: int | None = None) -> dict[str, int]:
+    """The keyword arguments of ``restorer.restore`` for ``samples`` draws and ``steps``
+    sampling steps (diffusion restorers only: ValueError for any other)."""
+    options = {"samples": samples}
+    if steps is not None:
+        if "steps" not in inspect.signature(restorer.restore).parameters:
+            raise ValueError(f"restorer {restorer.name!r} has no sampling steps to set")
+        options["steps"] = steps
+    return options
+
+
 def restore_stack(
     image: np.ndarray,
     restorer: Restorer,
@@ -72,11 +85,7 @@ def restore_stack(
         raise ValueError(f"expected an image with at least 2 dimensions, got shape {arr.shape}")
     if arr.dtype.kind not in "uif":
         raise TypeError(f"cannot restore an image of dtype {arr.dtype}")
-    options: dict[str, int] = {"samples": samples}
-    if steps is not None:
-        if "steps" not in inspect.signature(restorer.restore).parameters:
-            raise ValueError(f"restorer {restorer.name!r} has no sampling steps to set")
-        options["steps"] = steps
+    options = restore_options(restorer, samples=samples, steps=steps)
     planes = arr.reshape(-1, *arr.shape[-2:])
     out = np.empty(planes.shape, dtype=np.float32)
     restore_frames(
@@ -87,12 +96,25 @@ def restore_stack(
     return out.reshape(arr.shape)
 
 
-def save_image(path: str | Path, image: np.ndarray, *, overwrite: bool = False) -> Path:
-    """Write a float32 TIFF, refusing to replace an existing file unless ``overwrite``."""
+def check_output(path: str | Path, *, overwrite: bool = False) -> Path:
+    """``path`` if a float32 TIFF can be written there: call it before the work, so a typo in
+    the output costs nothing. A .tif/.tiff name, in an existing writable folder, not an
+    existing file unless ``overwrite``."""
     path = Path(path)
     if path.suffix.lower() not in TIFF_SUFFIXES:
         raise ValueError(f"output must be a .tif/.tiff file, got {path}")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"cannot write {path}: folder {folder} is not writable")
+    return path
+
+
+def save_image(path: str | Path, image: np.ndarray, *, overwrite: bool = False) -> Path:
+    """Write a float32 TIFF, refusing to replace an existing file unless ``overwrite``."""
+    path = check_output(path, overwrite=overwrite)
     tifffile.imwrite(path, np.asarray(image, dtype=np.float32), photometric="minisblack")
     return path

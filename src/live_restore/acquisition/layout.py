@@ -15,10 +15,13 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import metadata as _metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaozarrs
+
+if TYPE_CHECKING:
+    import useq
 
 __all__ = [
     "POSITION_AXES",
@@ -29,6 +32,7 @@ __all__ = [
     "prepare_path",
     "series_names",
     "software_versions",
+    "store_sizes",
 ]
 
 POSITION_AXES = ("p", "g")
@@ -207,3 +211,13 @@ def prepare_path(path: Path, *, overwrite: bool) -> None:
         raise PermissionError(
             f"cannot create store {str(path)!r}: {str(ancestor)!r} is not writable ({exc})"
         ) from exc
+
+
+SEQUENCE_ORDER = ("t", "p", "g", "c", "z")
+"""pymmcore-plus's storage order of useq axes."""
+
+
+def store_sizes(sequence: useq.MDASequence) -> dict[str, int]:
+    """The store axes a sequence gives: t, p, g, c, z as used, in pymmcore-plus's order."""
+    seq_sizes = {str(getattr(k, "value", k)): int(v) for k, v in sequence.sizes.items()}
+    return {a: seq_sizes[a] for a in SEQUENCE_ORDER if seq_sizes.get(a, 0) > 0}

@@ -22,15 +22,26 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from live_restore.acquisition.layout import prepare_path
 
 try:
     import fcntl
 except ImportError:  # Windows: the holder record alone decides
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_FILE", "Holder", "StoreBusyError", "StoreLock"]
+__all__ = [
+    "LOCK_FILE",
+    "Holder",
+    "StoreBusyError",
+    "StoreLock",
+    "lock_new_store",
+    "released_on_error",
+]
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +158,31 @@ class StoreLock:
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+
+def lock_new_store(path: Path, *, overwrite: bool) -> StoreLock:
+    """Clear ``path`` for a new store (``prepare_path``) and lock it before it exists.
+
+    An old store is locked before it is deleted, so a store another process is writing is
+    refused, never deleted under that process."""
+    previous = StoreLock.acquire(path) if overwrite and (path / "zarr.json").is_file() else None
+    try:
+        prepare_path(path, overwrite=overwrite)
+        lock = StoreLock.acquire(path)
+    finally:
+        if previous is not None:
+            previous.release()
+    if (path / "zarr.json").exists():  # created by another process since prepare_path
+        lock.release()
+        raise FileExistsError(f"store {str(path)!r} exists; pass --overwrite to replace it")
+    return lock
+
+
+@contextmanager
+def released_on_error(lock: StoreLock) -> Iterator[None]:
+    """Release ``lock`` if the block raises (the store it guards was not made or opened)."""
+    try:
+        yield
+    except BaseException:
+        lock.release()
+        raise

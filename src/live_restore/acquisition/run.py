@@ -15,6 +15,7 @@ from live_restore.acquisition.core import core_pixel_size_um, frame_format
 from live_restore.acquisition.engine import draining_engine
 from live_restore.acquisition.hook import LiveRestorer
 from live_restore.acquisition.interrupts import Interrupts
+from live_restore.acquisition.layout import store_sizes
 from live_restore.acquisition.restore_loop import (
     ChannelRestorers,
     batched,
@@ -22,12 +23,7 @@ from live_restore.acquisition.restore_loop import (
     restore_frames,
 )
 from live_restore.acquisition.space import check_free_space, space_needed
-from live_restore.acquisition.store import (
-    AcquisitionStore,
-    FrameIndex,
-    FrameStatus,
-    store_sizes,
-)
+from live_restore.acquisition.store import AcquisitionStore, FrameIndex, FrameStatus
 from live_restore.acquisition.worker import DEFAULT_BATCH_SIZE, StoreSink
 from live_restore.models.restorer import Restorer, get_restorer
 

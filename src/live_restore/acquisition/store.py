@@ -43,7 +43,8 @@ Why it is laid out this way:
 * **Viewers** get display windows from the data, axis units, the restoring model and
   ``OME/METADATA.ome.xml`` from :mod:`live_restore.acquisition.display`.
 
-Only this module imports zarr.
+Only this module and :mod:`live_restore.acquisition.store_files` (the groups, arrays and chunk
+files themselves) import zarr.
 """
 
 
@@ -53,114 +54,47 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BytesCodec
-from zarr.codecs.bytes import Endian
-from zarr.storage import LocalStore
 
-from live_restore.acquisition.display import ImageMetadata, ome_xml
+from live_restore.acquisition.display import ImageMetadata
 from live_restore.acquisition.layout import (
     POSITION_AXES,
     axis_steps,
     image_attrs,
     image_kinds,
-    prepare_path,
     series_names,
     software_versions,
+    store_sizes,
 )
-from live_restore.acquisition.ledger import META_KEYS, FrameKey, FrameStatus, Ledger, utc_now
-from live_restore.acquisition.lock import StoreLock
+from live_restore.acquisition.ledger import FrameKey, FrameStatus, Ledger, utc_now
+from live_restore.acquisition.lock import StoreLock, lock_new_store, released_on_error
+from live_restore.acquisition.store_files import (
+    JOURNAL,
+    STORE_FORMAT,
+    STORE_VERSION,
+    cast_raw,
+    raw_chunk_keys,
+    write_frame_chunk,
+    write_groups,
+)
 
 if TYPE_CHECKING:
     import useq
 
-__all__ = ["AcquisitionStore", "FrameIndex", "FrameStatus", "read_image_array", "store_sizes"]
+__all__ = ["AcquisitionStore", "FrameIndex", "FrameStatus"]
 
 logger = logging.getLogger(__name__)
 
 FrameIndex = Mapping[str, int]
 """A useq ``event.index``, e.g. ``{"t": 3, "c": 1}``; missing axes mean 0."""
 
-STORE_FORMAT = "live_restore.store"
-STORE_VERSION = 1
-SEQUENCE_ORDER = ("t", "p", "g", "c", "z")  # pymmcore-plus storage order of useq axes
-JOURNAL = Path("ledger") / "journal.jsonl"
-"""The ledger's journal, relative to the store root."""
 MODELS = "models"
 """The group of models made during the acquisition (see :meth:`AcquisitionStore.model_folder`)."""
-
-
-def store_sizes(sequence: useq.MDASequence) -> dict[str, int]:
-    """The store axes a sequence gives: t, p, g, c, z as used, in pymmcore-plus's order."""
-    seq_sizes = {str(getattr(k, "value", k)): int(v) for k, v in sequence.sizes.items()}
-    return {a: seq_sizes[a] for a in SEQUENCE_ORDER if seq_sizes.get(a, 0) > 0}
-
-
-def _lock_new_store(path: Path, *, overwrite: bool) -> StoreLock:
-    """Clear ``path`` for a new store (``prepare_path``) and lock it before it exists.
-
-    An old store is locked before it is deleted, so a store another process is writing is
-    refused, never deleted under that process."""
-    previous = StoreLock.acquire(path) if overwrite and (path / "zarr.json").is_file() else None
-    try:
-        prepare_path(path, overwrite=overwrite)
-        lock = StoreLock.acquire(path)
-    finally:
-        if previous is not None:
-            previous.release()
-    if (path / "zarr.json").exists():  # created by another process since prepare_path
-        lock.release()
-        raise FileExistsError(f"store {str(path)!r} exists; pass --overwrite to replace it")
-    return lock
-
-
-@contextmanager
-def _released_on_error(lock: StoreLock) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        lock.release()
-        raise
-
-
-def _write_frame_chunk(array: zarr.Array, where: tuple[int, ...], frame: np.ndarray) -> None:
-    """Write one frame, which is exactly one chunk, straight to its chunk file.
-
-    Every array here is uncompressed (a little-endian ``bytes`` codec) with one frame per
-    chunk, so the chunk file is the frame's bytes; writing them directly skips zarr-python's
-    async machinery, which would otherwise dominate the cost of a raw write on the acquisition
-    thread. Written to a temporary name and renamed, so a crash leaves the frame complete or
-    absent. Any other layout falls back to zarr.
-    """
-    codecs = array.metadata.codecs
-    plain = (
-        len(codecs) == 1
-        and isinstance(codecs[0], BytesCodec)
-        and codecs[0].endian in (None, Endian.little)
-        and tuple(array.chunks[-2:]) == frame.shape
-        and isinstance(array.store_path.store, LocalStore)
-    )
-    if not plain:
-        array[where] = frame
-        return
-    key = array.metadata.encode_chunk_key((*where, 0, 0))
-    path = Path(array.store_path.store.root) / array.store_path.path / key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    data = np.ascontiguousarray(frame, dtype=frame.dtype.newbyteorder("<"))
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
-        raise
 
 
 class AcquisitionStore:
@@ -257,8 +191,8 @@ class AcquisitionStore:
             )
             for kind in kinds
         }
-        lock = _lock_new_store(path, overwrite=overwrite)
-        with _released_on_error(lock):
+        lock = lock_new_store(path, overwrite=overwrite)
+        with released_on_error(lock):
             return cls._write_new(path, lock, info={
                 "format": STORE_FORMAT,
                 "format_version": STORE_VERSION,
@@ -279,53 +213,10 @@ class AcquisitionStore:
     @classmethod
     def _write_new(cls, path: Path, lock: StoreLock, *, info: dict[str, Any], sequence: Any,
                    attrs: dict[str, Any], image_meta: dict[str, Any]) -> AcquisitionStore:
-        """Write a new store's groups, arrays and attributes into ``path``, which ``lock``
-        holds (its ``ledger`` folder exists and holds only the lock file)."""
-        sizes, series = info["sizes"], info["series"]
-        frame_shape, raw_dtype = tuple(info["frame_shape"]), np.dtype(info["raw_dtype"])
-        img_axes = info["image_axes"][:-2]
-        kinds = image_kinds(info["uncertainty"])
-        root = zarr.open_group(path, mode="a", zarr_format=3)
-        root_attrs: dict[str, Any] = {
-            "ome": {"version": "0.5", "bioformats2raw.layout": 3},
-            "live_restore": info,
-            **attrs,
-        }
-        if sequence is not None:
-            root_attrs["useq_sequence"] = sequence
-        root.attrs.update(root_attrs)
-        names = [name for kind in kinds for _, name in series[kind]]
-        root.create_group("OME", attributes={"ome": {"version": "0.5", "series": names}})
-        (path / "OME" / "METADATA.ome.xml").write_text(ome_xml(info), encoding="utf-8")
-        chunks = (1,) * len(img_axes) + frame_shape
-        shape = tuple(sizes[a] for a in img_axes) + frame_shape
-        for kind in kinds:
-            dtype_k = raw_dtype if kind == "raw" else np.dtype("float32")
-            for _, name in series[kind]:
-                image = root.create_group(name, attributes=image_meta[kind])
-                image.create_array(
-                    "0",
-                    shape=shape,
-                    chunks=chunks,
-                    dtype=dtype_k,
-                    fill_value=0 if kind == "raw" else float("nan"),
-                    compressors=None,
-                    dimension_names=[*img_axes, "y", "x"],
-                    config={"write_empty_chunks": True},
-                )
-        ledger = root.create_group(
-            "ledger",
-            attributes={
-                "description": "journal.jsonl is the source of truth; arrays are flush snapshots",
-                "status_codes": {s.name: int(s) for s in FrameStatus},
-            },
-        )
-        ledger_shape = tuple(sizes.values()) or (1,)
-        ledger.create_array("status", shape=ledger_shape, dtype="uint8", fill_value=0)
-        for key in META_KEYS:
-            ledger.create_array(key, shape=ledger_shape, dtype="float64", fill_value=float("nan"))
-        (path / JOURNAL).touch()
-        logger.info("created store %s sizes=%s frame=%s %s", path, sizes, frame_shape, raw_dtype)
+        """Write a new store's files into ``path``, which ``lock`` holds, and open it."""
+        root = write_groups(path, info, sequence=sequence, attrs=attrs, image_meta=image_meta)
+        logger.info("created store %s sizes=%s frame=%s %s", path, info["sizes"],
+                    info["frame_shape"], info["raw_dtype"])
         return cls(path, root, info, "r+", lock)
 
     @classmethod
@@ -372,7 +263,7 @@ class AcquisitionStore:
                                "the store); the counts here come from the journal", path)
             return store
         lock = StoreLock.acquire(path)
-        with _released_on_error(lock):
+        with released_on_error(lock):
             store = cls(path, group, dict(info), mode, lock)
             store.flush()  # the summary and status arrays, derived again from the journal
             return store
@@ -407,29 +298,18 @@ class AcquisitionStore:
         pos = tuple(named[a] for a in self._pos_axes)
         return self._arrays[kind][pos], tuple(named[a] for a in self._img_axes)
 
+    def frame_location(self, kind: str, index: FrameIndex) -> tuple[str, tuple[int, ...]]:
+        """The path of the Zarr array holding frame ``index`` of ``kind`` and the frame's
+        index in it: where another process reads the frame (blockwise restoration)."""
+        array, where = self._locate(kind, self._key(index))
+        return str(Path(array.store_path.store.root) / array.store_path.path), where
+
     def _scan_raw_chunks(self) -> None:
         """Count raw chunk files without a journal line (crash between pixels and journal)."""
-        n_img = len(self._img_axes)
-        for pos, name in self._info["series"]["raw"]:
-            chunk_dir = self.path / name / "0" / "c"
-            if not chunk_dir.is_dir():
-                continue
-            for chunk in chunk_dir.rglob("*"):
-                if not chunk.is_file():
-                    continue
-                try:
-                    parts = tuple(int(p) for p in chunk.relative_to(chunk_dir).parts)
-                except ValueError:  # a temporary file left by an interrupted write
-                    continue
-                if len(parts) != n_img + 2:
-                    continue
-                named = dict(zip(self._img_axes, parts[:n_img], strict=True))
-                named.update(zip(self._pos_axes, pos, strict=True))
-                key = tuple(named[a] for a in self.sizes)
-                if self._ledger.note_raw_chunk(key):
-                    logger.warning(
-                        "raw frame %s has pixels but no ledger line", self._ledger.label(key)
-                    )
+        for key in raw_chunk_keys(self.path, self._info["series"]["raw"], self.sizes):
+            if self._ledger.note_raw_chunk(key):
+                logger.warning("raw frame %s has pixels but no ledger line",
+                               self._ledger.label(key))
 
     # ------------------------------------------------------------------ writing
 
@@ -438,13 +318,13 @@ class AcquisitionStore:
         key = self._key(index)
         frame = self._check_frame(frame, "raw frame")
         if frame.dtype != self.raw_dtype:
-            frame = self._cast_raw(frame)
+            frame = cast_raw(frame, self.raw_dtype)
         if self._ledger.has_raw(key):
             raise ValueError(
                 f"raw frame {self._ledger.label(key)} already written; raw is never replaced"
             )
         array, where = self._locate("raw", key)
-        _write_frame_chunk(array, where, frame)
+        write_frame_chunk(array, where, frame)
         self._ledger.record_raw(key, meta)
         self._images.observe("raw", key, frame)
 
@@ -500,23 +380,6 @@ class AcquisitionStore:
         if frame.shape != self.frame_shape:
             raise ValueError(f"{what} has shape {frame.shape}, store expects {self.frame_shape}")
         return frame
-
-    def _cast_raw(self, frame: np.ndarray) -> np.ndarray:
-        """Cast only when no value can change: a widening cast, or integers that fit."""
-        target = self.raw_dtype
-        if np.can_cast(frame.dtype, target, casting="safe"):
-            return frame.astype(target)
-        if frame.dtype.kind in "f" and target.kind == "f":
-            return frame.astype(target)  # float64 -> float32: rounding only, NaN kept
-        if frame.dtype.kind in "uib" and target.kind in "ui":
-            info = np.iinfo(target)
-            if frame.size == 0 or (frame.min() >= info.min and frame.max() <= info.max):
-                return frame.astype(target)
-            raise ValueError(
-                f"raw frame values {frame.min()}..{frame.max()} do not fit {target} "
-                f"({info.min}..{info.max})"
-            )
-        raise TypeError(f"refusing lossy cast of a {frame.dtype} frame to raw dtype {target}")
 
     def set_model_info(
         self, name: str, checksum: str, steps: int | None = None, **extra: Any
@@ -677,22 +540,3 @@ class AcquisitionStore:
 
     def __repr__(self) -> str:
         return f"AcquisitionStore({str(self.path)!r}, sizes={self.sizes}, raw={self.raw_dtype})"
-
-
-def read_image_array(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an OME-Zarr image into memory: the ``raw`` series of a live_restore store (first
-    position), or level ``0`` of any plain OME-Zarr image."""
-    path = Path(path)
-    try:
-        group = zarr.open_group(path, mode="r", zarr_format=3)
-    except Exception as exc:
-        raise ValueError(f"{str(path)!r} is not a Zarr v3 group: {exc}") from exc
-    info = group.attrs.get("live_restore")
-    if isinstance(info, dict) and info.get("format") == STORE_FORMAT:
-        first_raw = info["series"]["raw"][0][1]
-        return np.asarray(group[f"{first_raw}/0"][...])
-    multiscales = (group.attrs.get("ome") or {}).get("multiscales")
-    if not multiscales:
-        raise ValueError(f"{str(path)!r} is neither a live_restore store nor an OME-Zarr image")
-    return np.asarray(group[multiscales[0]["datasets"][0]["path"]][...])
-

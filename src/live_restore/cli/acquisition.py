@@ -241,6 +241,33 @@ def _exit_status(report: AcquisitionReport) -> None:
         raise typer.Exit(code=130)
 
 
+DaskOption = Annotated[bool, typer.Option(
+    "--dask", help="restore blockwise on a Dask cluster (the `dask` extra): a local cluster of "
+                   "--workers processes, or the scheduler at --scheduler")]
+SchedulerOption = Annotated[str | None, typer.Option(
+    help="address of a running Dask scheduler, e.g. tcp://host:8786 (with --dask)")]
+WorkersOption = Annotated[int, typer.Option(
+    min=1, help="worker processes of the local cluster (with --dask; one thread each)")]
+
+
+@contextmanager
+def _cluster(dask: bool, scheduler: str | None, workers: int) -> Iterator[object | None]:
+    """The Dask client of ``--dask`` (its dashboard link printed), or None without it."""
+    if not dask:
+        if scheduler is not None:
+            raise ValueError("--scheduler needs --dask")
+        yield None
+        return
+    try:
+        from live_restore.distributed.blockwise import dask_client
+    except ImportError as err:
+        raise ValueError("--dask needs the dask extra: pip install 'live-restore[dask]'"
+                         ) from err
+    with dask_client(workers, scheduler) as client:
+        console.print(f"Dask dashboard: {client.dashboard_link}")
+        yield client
+
+
 @app.command()
 def resume(
     store: Annotated[Path, typer.Argument(help="store written by demo/acquire")],
@@ -250,6 +277,9 @@ def resume(
     calibration: CalibrationOption = None,
     retry_failed: Annotated[bool, typer.Option(
         help="also restore the frames whose restoration failed (e.g. on a full disk)")] = False,
+    dask: DaskOption = False,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = 2,
 ) -> None:
     """Restore the frames the store's ledger does not mark done."""
     from live_restore.acquisition.run import recorded_restorers
@@ -260,12 +290,28 @@ def resume(
         if model is None and calibration is not None:
             raise ValueError("--calibration needs --model: the store's own restorer is "
                              "rebuilt exactly as it was recorded")
+        if dask and calibration is not None:
+            raise ValueError("--calibration is not available with --dask: the workers "
+                             "estimate the noise of each frame")
         restorer = (recorded_restorers(store, device) if model is None else
                     get_restorer(model, device=device, calibration=_calibration(calibration)))
-        with Progress(console=console) as progress:
-            task = progress.add_task("restoring", total=None)
-            done = resume_store(store, restorer, retry_failed=retry_failed,
-                                progress=lambda i, n: progress.update(task, completed=i, total=n))
+        with _cluster(dask, scheduler, workers) as client, Progress(console=console) as bar:
+            task = bar.add_task("restoring", total=None)
+
+            def progress(i: int, n: int) -> None:
+                bar.update(task, completed=i, total=n)
+
+            if client is None:
+                done = resume_store(store, restorer, retry_failed=retry_failed,
+                                    progress=progress)
+            else:
+                from live_restore.distributed.blockwise import restore_store
+
+                spec = model or (
+                    {c: r.name for c, r in restorer.items()} if isinstance(restorer, dict)
+                    else restorer.name)
+                done = restore_store(store, spec, client, device=device,
+                                     retry_failed=retry_failed, progress=progress).restored
     except (ValueError, OSError) as exc:
         raise fail(exc) from exc
     console.print(f"restored {done} frame(s) in {store}")
@@ -304,23 +350,46 @@ def restore(
     device: Annotated[str | None, typer.Option(help="torch device")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing output")] = False,
     calibration: CalibrationOption = None,
+    dask: DaskOption = False,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = 2,
 ) -> None:
     """Restore a file frame by frame; float32 out, same shape."""
-    from live_restore.acquisition.batch import load_image, restore_stack, save_image
+    from live_restore.acquisition.batch import (
+        check_output,
+        load_image,
+        restore_options,
+        restore_stack,
+        save_image,
+    )
     from live_restore.models.restorer import AUTO, auto_model_name, get_restorer
 
     try:
-        if output.exists() and not overwrite:
-            raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
-        restorer = get_restorer(auto_model_name() if model == AUTO else model, device=device,
-                                calibration=_calibration(calibration))
-        image = load_image(input)
-        with Progress(console=console) as progress:
-            task = progress.add_task("restoring", total=None)
-            out = restore_stack(image, restorer, samples=samples, steps=steps,
-                                progress=lambda i, n: progress.update(task, completed=i, total=n))
-        save_image(output, out, overwrite=overwrite)
-    except (ValueError, TypeError, OSError) as exc:
+        check_output(output, overwrite=overwrite)
+        if dask and calibration is not None:
+            raise ValueError("--calibration is not available with --dask: the workers "
+                             "estimate the noise of each frame")
+        name = auto_model_name() if model == AUTO else model
+        restorer = get_restorer(name, device=device, calibration=_calibration(calibration))
+        options = restore_options(restorer, samples=samples, steps=steps)
+        with _cluster(dask, scheduler, workers) as client, Progress(console=console) as bar:
+            task = bar.add_task("restoring", total=None)
+
+            def progress(i: int, n: int) -> None:
+                bar.update(task, completed=i, total=n)
+
+            if client is None:
+                out = restore_stack(load_image(input), restorer, samples=samples,
+                                    steps=steps, progress=progress)
+                save_image(output, out, overwrite=overwrite)
+                shape = out.shape
+            else:
+                from live_restore.distributed.blockwise import restore_file
+
+                output.unlink(missing_ok=True)  # check_output allowed it (--overwrite)
+                shape = restore_file(input, output, name, client, device=device,
+                                     options=options, progress=progress)
+    except (ValueError, TypeError, OSError, RuntimeError) as exc:
         raise fail(exc) from exc
-    console.print(f"wrote {output} {out.shape} float32, restored by "
+    console.print(f"wrote {output} {shape} float32, restored by "
                   f"{restorer.name}@{restorer.version}")

@@ -284,6 +284,36 @@ def bench_real_cmd(
     console.print(table)
 
 
+@bench_app.command("scale")
+def bench_scale_cmd(
+    json_out: Annotated[Path, typer.Option("--json", help="where to write the JSON")],
+    model: Annotated[list[str] | None, typer.Option(
+        help="restorer, repeatable (default: classical and denoise)")] = None,
+    frames: Annotated[int, typer.Option(min=2, help="frames in the store")] = 32,
+    size: Annotated[int, typer.Option(min=16, help="frame side, pixels")] = 256,
+) -> None:
+    """Frames per second restoring a store in one process and on 1 and 2 Dask workers."""
+    import shlex
+    import sys
+
+    try:
+        from live_restore.experiments.bench_scale import bench_scale
+    except ImportError as exc:
+        raise fail(ValueError(f"bench scale needs the dask extra ({exc})")) from exc
+    result = bench_scale(tuple(model or ("classical", "denoise")), frames=frames, size=size,
+                         command=shlex.join(["live-restore", *sys.argv[1:]]),
+                         say=lambda msg: console.print(msg))
+    json_out.write_text(json.dumps(result, indent=2))
+    table = Table(title="bench scale: frames per second")
+    for col in ("model", "arm", "fps", "start-up s", "efficiency (2 workers)", "identical"):
+        table.add_column(col)
+    for name, row in result["models"].items():
+        for arm, r in row["arms"].items():
+            table.add_row(name, arm, f"{r['fps']:.1f}", f"{r['startup_s']:.1f}",
+                          f"{row['scaling_efficiency_2_workers']:.2f}", str(row["bit_identical"]))
+    console.print(table)
+
+
 @bench_app.command("floor")
 def bench_floor_cmd(
     json_out: Annotated[Path, typer.Option("--json", help="where to write the JSON")],

@@ -363,6 +363,31 @@ def _startup_headline(data: dict, shipped: dict[str, ShippedModel]) -> str:
 
 # ---------------------------------------------------------------- real frames
 
+# ---------------------------------------------------------------- scale-out
+
+
+def _scale_data(data: dict) -> str:
+    d = data["data"]
+    return (f"report data: {d['frames']} frames of {d['size_px']}² {d['dtype']} "
+            f"({d['source']}); GPU worker: {data['gpu_worker']}.")
+
+
+def _scale_body(data: dict, shipped: dict[str, ShippedModel]) -> list[str]:
+    rows = [[name, arm, number(r["fps"], 1), number(r["startup_s"], 1),
+             number(row["scaling_efficiency_2_workers"]), number(row["bit_identical"])]
+            for name, row in data["models"].items() for arm, r in row["arms"].items()]
+    return [*table(["model", "arm", "frames/s", "start-up s",
+                    "efficiency, 2 workers", "bit-identical to one process"], rows), ""]
+
+
+def _scale_headline(data: dict, shipped: dict[str, ShippedModel]) -> str:
+    return "; ".join(
+        f"{name}: {number(row['arms']['single_process']['fps'], 1)} → "
+        f"{number(row['arms']['dask_2_workers']['fps'], 1)} frames/s on 2 workers "
+        f"(efficiency {number(row['scaling_efficiency_2_workers'])})"
+        for name, row in data["models"].items())
+
+
 GENERIC = Renderer(
     title="Benchmark",
     measures="No renderer is registered for this JSON yet; its values as recorded.",
@@ -412,6 +437,12 @@ RENDERERS: list[tuple[str, Renderer]] = [
         "Whether the live floor check, which judges each restored frame against the field's "
         "next exposure, flags the real fields a restorer leaves below a Gaussian blur.",
         floor_data, floor_body, floor_headline)),
+    ("scale", Renderer(
+        "Blockwise restoration on Dask",
+        "Frames per second restoring one store's pending frames in one process (`resume`) "
+        "and on a local Dask cluster of 1 and 2 single-threaded workers (`resume --dask`), "
+        "model loads included, and whether the frames match the single-process ones.",
+        _scale_data, _scale_body, _scale_headline)),
     ("startup", Renderer(
         "CLI start-up time",
         "Wall time of a fresh process from spawn to exit: `--help`, the package import and a "

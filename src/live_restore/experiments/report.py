@@ -133,6 +133,11 @@ RUNS: dict[str, Run] = {
         "The fields of the real-data folder with at least two noisy frames (the mouse brain "
         "has one). The check's noise term was chosen on the selection part.",
     ),
+    "scale": Run(
+        "live-restore bench scale --json docs/bench/scale.json",
+        "Two cores here: two workers are all the machine has, and the client that writes the "
+        "store shares them.",
+    ),
     "startup": Run(
         "live-restore bench startup --json docs/bench/startup.json",
         "Targets from issue #23. The restore case includes its one frame, so it counts the "

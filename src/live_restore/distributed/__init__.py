@@ -1,0 +1,1 @@
+"""Restoring archives beyond one process: blockwise on a Dask cluster (the ``dask`` extra)."""
