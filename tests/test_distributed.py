@@ -154,3 +154,18 @@ def test_bench_scale_reports_every_arm_and_identical_frames():
     assert set(row["arms"]) == {"single_process", "dask_1_worker", "dask_2_workers"}
     assert all(arm["frames"] == 4 and arm["fps"] > 0 for arm in row["arms"].values())
     assert row["bit_identical"] and row["scaling_efficiency_2_workers"] > 0
+
+
+def test_each_worker_takes_its_own_gpu(monkeypatch):
+    import distributed
+    import torch
+
+    from live_restore.distributed.blockwise import worker_device
+
+    assert worker_device(None) is None and worker_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for name, expected in ((0, "cuda:0"), (1, "cuda:1"), (2, "cuda:0")):
+        monkeypatch.setattr(distributed, "get_worker", lambda n=name: type("W", (), {"name": n}))
+        assert worker_device("cuda") == expected
+    assert worker_device("cuda:1") == "cuda:1"  # an explicit GPU is kept

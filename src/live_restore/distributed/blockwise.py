@@ -4,7 +4,9 @@ The field's pattern (cellpose's ``distributed_eval``, bioimage.io's dask inferen
 frames are split into blocks of a few frames, each block is one task, the workers read their
 frames straight from the shared files, restore them and send the restored frames back. Tasks
 run on a ``distributed.LocalCluster`` (worker processes with one thread each, so CPU torch does
-not oversubscribe the cores) or on a scheduler the facility already runs. Each worker loads a
+not oversubscribe the cores) or on a scheduler the facility already runs; with ``--device
+cuda`` on a machine with several GPUs, worker ``i`` takes GPU ``i`` (:func:`worker_device`),
+so ``--workers`` equal to the GPU count gives one worker per GPU. Each worker loads a
 model once, on its first block or in :func:`warm_up` (:func:`_cached_restorer`). Planes larger
 than the model's tile are tiled with overlap inside the restorer (the one tiled inferer), so a
 block is always whole frames.
@@ -45,6 +47,7 @@ __all__ = [
     "restore_file",
     "restore_store",
     "warm_up",
+    "worker_device",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,12 +74,13 @@ def _cached_restorer(model: str, device: str | None) -> Restorer:
 
 def warm_up(client: Client, model: str, device: str | None = None) -> None:
     """Load ``model`` on every worker and in this client now, rather than on first use."""
-    client.run(_load, model, device)
+    client.run(_load, model, device, True)
     _load(model, "cpu")
 
 
-def _load(model: str, device: str | None) -> None:
-    _cached_restorer(model, device)  # the model stays in the process; nothing travels back
+def _load(model: str, device: str | None, on_worker: bool = False) -> None:
+    """Load ``model`` into this process's cache; nothing travels back to the client."""
+    _cached_restorer(model, worker_device(device) if on_worker else device)
 
 
 @functools.lru_cache(maxsize=64)
@@ -92,11 +96,29 @@ def _read(ref: FrameRef) -> np.ndarray:
     return np.asarray(_zarr_array(ref.path)[ref.where])
 
 
+def worker_device(device: str | None) -> str | None:
+    """``device`` for this worker: plain ``cuda`` on a machine with several GPUs becomes the
+    GPU of the worker's number (``cuda:i`` for LocalCluster worker ``i``, modulo the count),
+    so one worker per GPU uses every GPU; anything else is kept."""
+    if device != "cuda":
+        return device
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count < 2:
+        return device
+    from distributed import get_worker
+
+    name = get_worker().name
+    return f"cuda:{int(name) % count}" if isinstance(name, int) or str(name).isdigit() \
+        else device
+
+
 def restore_block(model: str, device: str | None, refs: Sequence[FrameRef],
                   options: Mapping[str, Any]) -> np.ndarray:
     """Runs on a worker: read ``refs``, restore them together, return ``(B, Y, X)`` float32."""
     frames = np.stack([_read(ref) for ref in refs]).astype(np.float32)
-    result = _cached_restorer(model, device).restore(frames, **options)
+    result = _cached_restorer(model, worker_device(device)).restore(frames, **options)
     return np.asarray(result.mean, dtype=np.float32)
 
 
