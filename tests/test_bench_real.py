@@ -91,8 +91,11 @@ def test_fields_and_parts_follow_the_default_split(result):
 
 def test_every_row_is_scored_per_field_and_per_part(result):
     rows = result["rows"]
-    assert set(rows) == FLOORS | SHIPPED | {"adapted", "adapted_avg4", "n2v2"}
+    averaged = {f"{name}_avg{QUICK.zero_shot_draws}" for name in SHIPPED}  # all sample
+    assert set(rows) == FLOORS | SHIPPED | averaged | {"adapted", "adapted_avg4", "n2v2"}
     assert SHIPPED >= {"denoise", "sted_denoise", "confocal2sted"}
+    assert rows["denoise_avg8"]["draws"] == 8
+    assert rows["denoise_avg8"]["version"] == rows["denoise"]["version"]
     for name in FLOORS | SHIPPED | {"adapted"}:
         fields = rows[name]["fields"]
         assert {f["part"] for f in fields.values()} == {"selection", "report"}, name

@@ -213,6 +213,13 @@ def test_auto_picks_the_shipped_model_that_fits_each_channel():
     only = _channel_restorers("classical", ["DAPI"], every_channel=False, device="cpu",
                               calibration=None)
     assert list(only) == ["DAPI"]  # --channels: the rest stay raw
+    drawn = _channel_restorers("auto", ["STED", "DAPI"], every_channel=True, device="cpu",
+                               calibration=None, samples=8)
+    assert {c: r.name for c, r in drawn.items()} == {"STED": "sted_denoise_avg8",
+                                                    "DAPI": "denoise_avg8"}
+    same = _channel_restorers("classical", [], every_channel=True, device="cpu",
+                              calibration=None, samples=8)
+    assert same.name == "classical"  # a deterministic restorer is not averaged
 
 
 def test_restore_reads_an_acquisition_store(tmp_path):
@@ -386,6 +393,9 @@ def test_resume_goes_on_with_the_restorers_the_store_records(tmp_path):
                              checksum=f"{classical.version},{denoise.version}")
     chosen = recorded_restorers(per_channel)
     assert {c: r.name for c, r in chosen.items()} == {"Confocal": "classical", "STED": "denoise"}
+    averaged = recorded_restorers(store_with(name="denoise_avg8", checksum=denoise.version))
+    assert averaged.name == "denoise_avg8" and averaged.samples == 8  # acquire --samples 8
+    assert averaged.version == denoise.version
     stale = store_with(name="denoise", checksum="0123456789abcdef")
     with pytest.raises(ValueError, match="pass --model"):
         recorded_restorers(stale)

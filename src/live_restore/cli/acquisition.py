@@ -43,15 +43,19 @@ def _calibration_info(path: Path | None, calibration: Calibration | None) -> dic
 
 
 def _channel_restorers(model: str, channels: list[str], *, every_channel: bool,
-                       device: str | None, calibration: Calibration | None
+                       device: str | None, calibration: Calibration | None, samples: int = 1
                        ) -> Restorer | dict[str, Restorer]:
     """``--model`` for each of ``channels`` (``auto``: the shipped model that fits each), one
-    instance per model; a single restorer when every channel of the run gets the same one."""
-    from live_restore.models.restorer import AUTO, auto_model_name, get_restorer
+    instance per model, averaging ``samples`` draws per frame; a single restorer when every
+    channel of the run gets the same one."""
+    from live_restore.models.restorer import AUTO, Averaged, auto_model_name, get_restorer
 
     names = {c: auto_model_name(c) if model == AUTO else model for c in channels or [""]}
     built = {n: get_restorer(n, device=device, calibration=calibration)
              for n in dict.fromkeys(names.values())}
+    if samples > 1:  # a deterministic restorer's draws would all be the same
+        built = {n: Averaged(r, samples) if getattr(r, "stochastic", False) else r
+                 for n, r in built.items()}
     if every_channel and len(built) == 1:
         return next(iter(built.values()))
     return {channel: built[name] for channel, name in names.items()}
@@ -114,7 +118,8 @@ def demo(
     try:
         result = run_demo(output, frames=frames, config=config, model=model, device=device,
                           seed=seed, overwrite=overwrite,
-                          adapt_first=_adapt_first_plan(adapt_first, adapt_steps))
+                          adapt_first=_adapt_first_plan(adapt_first, adapt_steps),
+                          notify=lambda message: console.print(f"[yellow]{message}[/yellow]"))
     except (ValueError, OSError) as exc:
         raise fail(exc) from exc
     r = result.report
@@ -165,6 +170,9 @@ def acquire(
         min=1, help="optimiser steps of that adaptation (default: as `adapt --from-noisy`)")
     ] = None,
     calibration: CalibrationOption = None,
+    samples: Annotated[int, typer.Option(
+        min=1, help="draws averaged per frame by sampling models (MSCGM: each on another "
+                    "Haar-grid offset and turn); K times the restore time")] = 1,
     on_interrupt: Annotated[str, typer.Option(
         help="after the first Ctrl-C / SIGTERM stops the acquisition: 'finish' restoring the "
              "frames waiting, or 'leave' them for `resume` (a second Ctrl-C always leaves)")
@@ -195,7 +203,7 @@ def acquire(
         chosen = [c.strip() for c in channels.split(",")] if channels else None
         per_channel = _channel_restorers(model, chosen or [c.config for c in seq.channels],
                                          every_channel=chosen is None, device=device,
-                                         calibration=noise)
+                                         calibration=noise, samples=samples)
         plan = _adapt_first_plan(adapt_first, adapt_steps, bases=(
             per_channel.values() if isinstance(per_channel, dict) else [per_channel]))
         info = {**model_record(per_channel), **_calibration_info(calibration, noise)}

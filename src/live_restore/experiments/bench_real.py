@@ -29,7 +29,9 @@ Scoring: the first noisy frame of each field is restored and compared with ``tar
 
 Rows: ``raw``; ``gaussian`` (σ ``config.gaussian_sigma_px``, on float input: on 8-bit input
 the filter would round); ``classical``; every shipped model zero-shot (``confocal2sted`` is a
-resolution-transfer model, not a denoiser, scored as-is); ``n2v2``: CAREamics N2V2 with its
+resolution-transfer model, not a denoiser, scored as-is), and for the sampling ones
+``NAME_avgK``, the mean of ``config.zero_shot_draws`` draws (each draw on another offset and
+orientation of the Haar grid); ``n2v2``: CAREamics N2V2 with its
 default settings, each network trained for ``config.n2v_cpu_minutes`` of CPU on the fields of
 ``config.n2v_parts``, in the peer environment (:mod:`live_restore.experiments.peers`);
 ``adapted``: ``adapt(base, stacks)`` on the fields of ``config.adapt_parts``, one ``(T, Y, X)``
@@ -125,6 +127,10 @@ class BenchRealConfig(BaseModel):
         "part", description="trained rows: one network per part, or one per field"
     )
     adapt_base: str = "denoise"
+    zero_shot_draws: int = Field(
+        8, ge=2, description="draws averaged in the NAME_avgK rows of the sampling models "
+        "(chosen on the selection part: denoise vs Gaussian +0.13 / +0.27 / +0.31 / +0.35 dB "
+        "for 2 / 4 / 8 / 16 draws)")
     threads: int = Field(1, ge=1, description="torch threads here and in the peer")
     seed: int = Field(1, ge=1, description="seed of every restorer and of N2V2")
 
@@ -452,6 +458,10 @@ def _run_rows(
         if name == "confocal2sted":
             info["note"] = "resolution-transfer model (confocal to STED), not a denoiser"
         fixed[name] = (info, _restore_fn(restorer, config.seed))
+        if getattr(restorer, "stochastic", False):  # draws differ: their mean is a row too
+            draws = config.zero_shot_draws
+            fixed[f"{name}_avg{draws}"] = (info | {"draws": draws}, _restore_fn(
+                Averaged(restorer, draws), config.seed))
     for name, (kind, source) in sources.items() if calibration is not None else ():
         try:
             restorer = get_restorer(source, device=device, calibration=calibration)

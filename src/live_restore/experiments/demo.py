@@ -8,6 +8,7 @@ truth that the simulated camera records with every frame.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,9 +180,11 @@ def run_demo(
     roi: int = 256,
     overwrite: bool = False,
     adapt_first: AdaptFirst | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """Run the demo acquisition, score it, and write ``<store>.png`` beside the store;
-    ``adapt_first`` adapts each channel's model on its first frames during the run."""
+    ``adapt_first`` adapts each channel's model on its first frames during the run;
+    ``notify`` hears of an interrupt or a frame that could not be saved."""
     restorers = channel_restorers(model, device)
     sequence = demo_sequence(frames)
     output = Path(output)
@@ -196,6 +199,7 @@ def run_demo(
             model_info=model_record(restorers),
             annotate=lambda img, meta: {"sim_truth": sim.frame_truth(img, meta)},
             adapt_first=adapt_first,
+            notify=notify,
         )
     references = reference_channels(restorers)
     quality = evaluate_store(output, references)

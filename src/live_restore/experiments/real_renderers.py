@@ -63,7 +63,8 @@ def real_headline(data: dict, shipped: dict[str, ShippedModel]) -> str:
         suffix = "" if gap is None else f" ({gap:+.2f})"
         return f"{name} {number(mean['psnr_affine_bitdepth'])}{suffix}"
 
-    names = ["gaussian", "denoise", "adapted", "n2v2"]
+    averaged = [name for name in report if name.startswith("denoise_avg")]
+    names = ["gaussian", "denoise", *averaged, "adapted", "n2v2"]
     return "report part, PSNR-affine dB (vs Gaussian): " + ", ".join(cell(n) for n in names)
 
 
