@@ -98,3 +98,13 @@ def test_registry_refuses_broken_or_foreign_model_files(tmp_path, content, messa
     (tmp_path / "m.json").write_text(content)
     with pytest.raises(ValueError, match=message):
         get_restorer(str(tmp_path / "m.json"))
+
+
+def test_a_name_with_avg_k_gives_the_mean_of_k_draws():
+    from live_restore.models.restorer import get_restorer
+
+    averaged = get_restorer("denoise_avg2", device="cpu")
+    assert averaged.name == "denoise_avg2" and averaged.samples == 2
+    assert averaged.version == get_restorer("denoise", device="cpu").version
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        get_restorer("nope_avg2")

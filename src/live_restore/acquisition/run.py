@@ -3,7 +3,6 @@ backlog."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -26,7 +25,7 @@ from live_restore.acquisition.restore_loop import (
 from live_restore.acquisition.space import check_free_space, space_needed
 from live_restore.acquisition.store import AcquisitionStore, FrameIndex, FrameStatus
 from live_restore.acquisition.worker import DEFAULT_BATCH_SIZE, StoreSink
-from live_restore.models.restorer import Averaged, Restorer, get_restorer, list_models
+from live_restore.models.restorer import Restorer, get_restorer
 
 if TYPE_CHECKING:
     import useq
@@ -227,13 +226,9 @@ def recorded_restorers(store_path: str | Path, device: str | None = None) -> Cha
     if len(names) != len(checksums):
         raise ValueError(f"{store_path} has a malformed model record {info!r}; pass --model")
     chosen: dict[str, Restorer] = {}
-    installed = {row["name"] for row in list_models()}
     for entry, checksum in zip(names, checksums, strict=True):
         channel, _, model = entry.rpartition("=")
-        # Averaged(NAME, K) is recorded as NAME_avgK (unless a model has that very name)
-        averaged = None if model in installed else re.fullmatch(r"(.+)_avg(\d+)", model)
-        base = get_restorer(averaged[1] if averaged else model, device=device)
-        restorer = Averaged(base, int(averaged[2])) if averaged else base
+        restorer = get_restorer(model, device=device)
         if restorer.version != checksum:
             raise ValueError(
                 f"{store_path} was restored with {model}@{checksum}, but the {model} found here "

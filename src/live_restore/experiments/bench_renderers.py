@@ -427,7 +427,8 @@ RENDERERS: list[tuple[str, Renderer]] = [
     ("real", Renderer(
         "Real microscope frames",
         "Restoration of real low-dose confocal frames against their long-average targets: the "
-        "floors, every shipped model zero-shot, the shipped `denoise` adapted from the noisy "
+        "floors, every shipped model zero-shot (one draw, and `_avgK` the mean of K draws), the "
+        "shipped `denoise` adapted from the noisy "
         "frames alone (Noise2Noise), and CAREamics' N2V2 trained on the same frames. "
         "PSNR-affine fits the restoration affinely to the target; the 8-bit column uses the "
         "data type's range (the FMD papers' convention), the percentile column the CARE one.",
@@ -441,7 +442,8 @@ RENDERERS: list[tuple[str, Renderer]] = [
         "Blockwise restoration on Dask",
         "Frames per second restoring one store's pending frames in one process (`resume`) "
         "and on a local Dask cluster of 1 and 2 single-threaded workers (`resume --dask`), "
-        "model loads included, and whether the frames match the single-process ones.",
+        "once every process has loaded its model (that start-up beside it), and whether the "
+        "frames match the single-process ones.",
         _scale_data, _scale_body, _scale_headline)),
     ("startup", Renderer(
         "CLI start-up time",

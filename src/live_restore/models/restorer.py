@@ -8,6 +8,7 @@ imports neither torch nor scikit-image, and no restorer module imports this one.
 from __future__ import annotations
 
 import json
+import re
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,7 +115,9 @@ def auto_model_name(channel: str = "") -> str:
 def get_restorer(
     name: str, device: str | None = None, calibration: Calibration | None = None
 ) -> Restorer:
-    """Build a restorer from a built-in name, a model name, or a path to ``NAME.json``.
+    """Build a restorer from a built-in name, a model name, or a path to ``NAME.json``;
+    ``NAME_avgK`` (how :class:`Averaged` names itself, e.g. in a store's model record) gives
+    the mean of K draws of NAME.
 
     With a detector ``calibration`` the restorer takes its noise from it instead of each frame
     (ValueError for a model that reads no noise level).
@@ -122,6 +125,9 @@ def get_restorer(
     if name in _BUILTINS:
         module, cls = _BUILTINS[name]
         return getattr(import_module(module), cls)(device=device, calibration=calibration)
+    averaged = re.fullmatch(r"(.+)_avg(\d+)", name)
+    if averaged and _model_files(name) is None:  # the name Averaged(NAME, K) goes by
+        return Averaged(get_restorer(averaged[1], device, calibration), int(averaged[2]))
     restorer = _load_model(name, device)
     if calibration is not None:
         use = getattr(restorer, "use_calibration", None)
