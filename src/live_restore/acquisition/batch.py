@@ -21,6 +21,17 @@ PLANES_PER_CALL = 1
 file (a model tiles a large plane itself)."""
 
 
+def check_grey(tif: tifffile.TiffFile, path: Path) -> None:
+    """Refuse a TIFF of several samples per pixel (RGB): it is not a stack of frames."""
+    page = tif.pages.first
+    if page.samplesperpixel > 1:
+        raise ValueError(
+            f"{path} has {page.samplesperpixel} samples per pixel ({page.photometric.name}"
+            "): live_restore restores single-channel fluorescence frames; save each "
+            "channel as its own grey-scale TIFF"
+        )
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """Read a TIFF or an OME-Zarr image (the ``raw`` series of a live_restore store)."""
     path = Path(path)
@@ -28,13 +39,7 @@ def load_image(path: str | Path) -> np.ndarray:
         raise FileNotFoundError(f"input not found: {path}")
     if path.suffix.lower() in TIFF_SUFFIXES:
         with tifffile.TiffFile(path) as tif:
-            page = tif.pages.first
-            if page.samplesperpixel > 1:
-                raise ValueError(
-                    f"{path} has {page.samplesperpixel} samples per pixel ({page.photometric.name}"
-                    "): live_restore restores single-channel fluorescence frames; save each "
-                    "channel as its own grey-scale TIFF"
-                )
+            check_grey(tif, path)
             return tif.asarray()
     if path.is_dir():
         return read_image_array(path)

@@ -175,11 +175,15 @@ class LiveRestorer:
 
     def _lose(self, index: dict[str, int], event: useq.MDAEvent, reason: str) -> None:
         """Journal a frame the store refused and stop the acquisition; logged once."""
-        self.lost[",".join(f"{a}={v}" for a, v in index.items())] = reason
+        try:
+            label = self.store.label(index)  # the journal's name for the frame
+        except ValueError:  # an index outside the store: nothing to journal it under
+            label = ",".join(f"{a}={v}" for a, v in index.items())
+        self.lost[label] = reason
         try:
             self.store.mark_lost(index, reason)
         except Exception as exc:  # the journal sits on the same full disk, or a bad index
-            log.debug("frame %s lost and not journalled: %s", index, exc)
+            log.debug("frame %s lost and not journalled: %s", label, exc)
         if not self.stop_reason:
             log.error("raw frame %s could not be saved (%s): stopping the acquisition",
                       index, reason)

@@ -244,10 +244,10 @@ class Ledger:
         """``"t=3,c=1"``: how errors and the failure table name a frame."""
         return ",".join(f"{a}={v}" for a, v in zip(self.axes, key, strict=True))
 
-    def keys(self, status: FrameStatus) -> list[FrameKey]:
-        """Every frame with ``status``, in storage (C) order."""
+    def keys(self, *statuses: FrameStatus) -> list[FrameKey]:
+        """Every frame with one of ``statuses``, in storage (C) order."""
         with self._lock:
-            hits = np.argwhere(self._status == status)
+            hits = np.argwhere(np.isin(self._status, [int(s) for s in statuses]))
         return [tuple(int(v) for v in hit) for hit in hits]
 
     def keys_restored_by(self, model: str) -> list[FrameKey]:
@@ -260,9 +260,13 @@ class Ledger:
         """``"t=3,c=1" -> estimated dB gain`` for every restored frame whose floor check says
         it is worse than a Gaussian blur of its raw frame."""
         with self._lock:
-            return {self.label(k): float(c.get("gain_db", float("nan")))
-                    for k, c in sorted(self._floor.items())
-                    if c.get("below_floor") and self._status[k] == FrameStatus.RESTORED}
+            return self._below_floor()
+
+    def _below_floor(self) -> dict[str, float]:
+        """:meth:`below_floor`, for a caller holding the lock."""
+        return {self.label(k): float(c.get("gain_db", "nan"))
+                for k, c in sorted(self._floor.items())
+                if c.get("below_floor") and self._status[k] == FrameStatus.RESTORED}
 
     def model_counts(self) -> dict[str, int]:
         """``name@version -> frames`` whose current restored result that model wrote."""
@@ -276,8 +280,12 @@ class Ledger:
     def reasons(self, status: FrameStatus) -> dict[str, str]:
         """``"t=3,c=1" -> reason`` for every frame with ``status`` (FAILED, SKIPPED or LOST)."""
         with self._lock:
-            return {self.label(k): r for k, r in sorted(self._reasons.items())
-                    if self._status[k] == status}
+            return self._reasons_of(status)
+
+    def _reasons_of(self, status: FrameStatus) -> dict[str, str]:
+        """:meth:`reasons`, for a caller holding the lock."""
+        return {self.label(k): r for k, r in sorted(self._reasons.items())
+                if self._status[k] == status}
 
     def frame_metadata(self, key: FrameKey) -> dict[str, Any]:
         """Metadata recorded with the raw frame, plus its status and model or reason."""
@@ -306,12 +314,8 @@ class Ledger:
             for key, reason in self._reasons.items():
                 if status[key] == FrameStatus.SKIPPED:
                     skipped.setdefault(reason, []).append(np.ravel_multi_index(key, status.shape))
-            failed, lost = (
-                {self.label(k): r for k, r in sorted(self._reasons.items()) if status[k] == code}
-                for code in (FrameStatus.FAILED, FrameStatus.LOST)
-            )
-            below_floor = {self.label(k): c.get("gain_db") for k, c in sorted(self._floor.items())
-                           if c.get("below_floor") and status[k] == FrameStatus.RESTORED}
+            failed, lost = self._reasons_of(FrameStatus.FAILED), self._reasons_of(FrameStatus.LOST)
+            below_floor = self._below_floor()
             meta = {name: np.full(status.shape, np.nan) for name in META_KEYS}
             for key, values in self._meta.items():
                 for name in META_KEYS:

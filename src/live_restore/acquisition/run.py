@@ -23,7 +23,7 @@ from live_restore.acquisition.restore_loop import (
     restore_frames,
 )
 from live_restore.acquisition.space import check_free_space, space_needed
-from live_restore.acquisition.store import AcquisitionStore, FrameIndex, FrameStatus
+from live_restore.acquisition.store import AcquisitionStore, FrameIndex
 from live_restore.acquisition.worker import DEFAULT_BATCH_SIZE, StoreSink
 from live_restore.models.restorer import Restorer, get_restorer
 
@@ -139,7 +139,8 @@ def run_acquisition(
             def first_interrupt(signal_name: str) -> None:
                 live.stop(f"interrupted ({signal_name})")
                 say(f"{signal_name}: stopping the acquisition; "
-                    + ("restoring the frames waiting (again to leave them for `resume`)"
+                    + ("restoring the frames waiting (press Ctrl-C again to leave them for "
+                       "`resume`)"
                        if drain and on_interrupt == "finish" else
                        "the frames waiting are left for `live-restore resume`"))
 
@@ -193,9 +194,8 @@ def _acquire_and_drain(core: CMMCorePlus, sequence: useq.MDASequence, live: Live
             while not live.wait(timeout=0.25):
                 if progress is not None:
                     progress(live.stats.handled, live.stats.handled + live.backlog)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # LiveRestorer.__exit__ left the backlog and joined the worker
         live.stop_reason = live.stop_reason or "interrupted"
-        live.wait()  # LiveRestorer.__exit__ already left the backlog
     return t_end if t_end is not None else time.perf_counter()
 
 
@@ -247,10 +247,7 @@ def resume(store_path: str | Path, restorer: ChannelRestorers,
     that ran out of memory); ``progress(done, total)`` is called after each micro-batch.
     """
     with AcquisitionStore.open(store_path) as store:
-        todo = store.pending()
-        if retry_failed:
-            todo = sorted(todo + store.indices(FrameStatus.FAILED),
-                          key=lambda index: tuple(index.values()))
+        todo = store.pending(retry_failed)
 
         def restorer_for(index: FrameIndex) -> Restorer | None:
             return channel_restorer(restorer, store.channel_name(index))

@@ -77,6 +77,7 @@ from live_restore.acquisition.store_files import (
     JOURNAL,
     STORE_FORMAT,
     STORE_VERSION,
+    array_location,
     cast_raw,
     raw_chunk_keys,
     write_frame_chunk,
@@ -193,7 +194,7 @@ class AcquisitionStore:
         }
         lock = lock_new_store(path, overwrite=overwrite)
         with released_on_error(lock):
-            return cls._write_new(path, lock, info={
+            info: dict[str, Any] = {
                 "format": STORE_FORMAT,
                 "format_version": STORE_VERSION,
                 "created": utc_now(),
@@ -208,16 +209,12 @@ class AcquisitionStore:
                 "series": series,
                 "model": None,
                 "ledger": None,
-            }, sequence=sequence, attrs=attrs, image_meta=image_meta)
-
-    @classmethod
-    def _write_new(cls, path: Path, lock: StoreLock, *, info: dict[str, Any], sequence: Any,
-                   attrs: dict[str, Any], image_meta: dict[str, Any]) -> AcquisitionStore:
-        """Write a new store's files into ``path``, which ``lock`` holds, and open it."""
-        root = write_groups(path, info, sequence=sequence, attrs=attrs, image_meta=image_meta)
-        logger.info("created store %s sizes=%s frame=%s %s", path, info["sizes"],
-                    info["frame_shape"], info["raw_dtype"])
-        return cls(path, root, info, "r+", lock)
+            }
+            root = write_groups(path, info, sequence=sequence, attrs=attrs,
+                                image_meta=image_meta)
+            logger.info("created store %s sizes=%s frame=%s %s", path, sizes, frame_shape,
+                        raw_dtype)
+            return cls(path, root, info, "r+", lock)
 
     @classmethod
     def from_sequence(
@@ -302,7 +299,7 @@ class AcquisitionStore:
         """The path of the Zarr array holding frame ``index`` of ``kind`` and the frame's
         index in it: where another process reads the frame (blockwise restoration)."""
         array, where = self._locate(kind, self._key(index))
-        return str(Path(array.store_path.store.root) / array.store_path.path), where
+        return array_location(array), where
 
     def _scan_raw_chunks(self) -> None:
         """Count raw chunk files without a journal line (crash between pixels and journal)."""
@@ -444,12 +441,15 @@ class AcquisitionStore:
         """Ledger state of one frame."""
         return self._ledger.status(self._key(index))
 
-    def indices(self, status: FrameStatus) -> list[dict[str, int]]:
-        """Every frame with ``status``, in storage (C) order."""
-        return [self._as_index(key) for key in self._ledger.keys(status)]
+    def indices(self, *statuses: FrameStatus) -> list[dict[str, int]]:
+        """Every frame with one of ``statuses``, in storage (C) order."""
+        return [self._as_index(key) for key in self._ledger.keys(*statuses)]
 
-    def pending(self) -> list[dict[str, int]]:
-        """Frames written raw but neither restored, failed nor skipped: what ``resume`` must do."""
+    def pending(self, retry_failed: bool = False) -> list[dict[str, int]]:
+        """Frames written raw but neither restored, failed nor skipped: what ``resume`` must do
+        (with ``retry_failed``, the frames whose restoration failed too), in storage order."""
+        if retry_failed:
+            return self.indices(FrameStatus.RAW, FrameStatus.FAILED)
         return self.indices(FrameStatus.RAW)
 
     def indices_restored_by(self, model: str) -> list[dict[str, int]]:

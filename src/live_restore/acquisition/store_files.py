@@ -28,7 +28,9 @@ __all__ = [
     "JOURNAL",
     "STORE_FORMAT",
     "STORE_VERSION",
+    "array_location",
     "cast_raw",
+    "image_array",
     "raw_chunk_keys",
     "read_image_array",
     "write_frame_chunk",
@@ -113,7 +115,7 @@ def write_frame_chunk(array: zarr.Array, where: tuple[int, ...], frame: np.ndarr
         array[where] = frame
         return
     key = array.metadata.encode_chunk_key((*where, 0, 0))
-    path = Path(array.store_path.store.root) / array.store_path.path / key
+    path = Path(array_location(array)) / key
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     data = np.ascontiguousarray(frame, dtype=frame.dtype.newbyteorder("<"))
@@ -168,9 +170,14 @@ def raw_chunk_keys(path: Path, raw_series: Sequence[Sequence[Any]],
             yield tuple(named[a] for a in sizes)
 
 
-def read_image_array(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an OME-Zarr image into memory: the ``raw`` series of a live_restore store (first
-    position), or level ``0`` of any plain OME-Zarr image."""
+def array_location(array: zarr.Array) -> str:
+    """The folder of a Zarr array in a local store: where another process opens it."""
+    return str(Path(array.store_path.store.root) / array.store_path.path)
+
+
+def image_array(path: str | os.PathLike[str]) -> zarr.Array:
+    """The array of an OME-Zarr image, read lazily: the ``raw`` series of a live_restore store
+    (first position), or level ``0`` of any plain OME-Zarr image."""
     path = Path(path)
     try:
         group = zarr.open_group(path, mode="r", zarr_format=3)
@@ -178,9 +185,13 @@ def read_image_array(path: str | os.PathLike[str]) -> np.ndarray:
         raise ValueError(f"{str(path)!r} is not a Zarr v3 group: {exc}") from exc
     info = group.attrs.get("live_restore")
     if isinstance(info, dict) and info.get("format") == STORE_FORMAT:
-        first_raw = info["series"]["raw"][0][1]
-        return np.asarray(group[f"{first_raw}/0"][...])
+        return group[f"{info['series']['raw'][0][1]}/0"]
     multiscales = (group.attrs.get("ome") or {}).get("multiscales")
     if not multiscales:
         raise ValueError(f"{str(path)!r} is neither a live_restore store nor an OME-Zarr image")
-    return np.asarray(group[multiscales[0]["datasets"][0]["path"]][...])
+    return group[multiscales[0]["datasets"][0]["path"]]
+
+
+def read_image_array(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an OME-Zarr image into memory (see :func:`image_array`)."""
+    return np.asarray(image_array(path)[...])

@@ -213,7 +213,7 @@ def acquire(
                     raise ValueError(f"--replay needs the replay camera 'Replay'; {cfg} has none "
                                      "(omit --config to use the packaged replay.cfg)")
                 replay_stack(core, replay)
-            with _backlog_progress() as progress:
+            with _progress_bar("restoring the frames waiting", until_used=True) as progress:
                 report = run_acquisition(
                     core, seq, output, per_channel, overwrite=overwrite, drain=not defer,
                     model_info=info, adapt_first=plan, on_interrupt=on_interrupt,
@@ -228,10 +228,11 @@ def acquire(
 
 
 @contextmanager
-def _backlog_progress() -> Iterator[Callable[[int, int], None]]:
-    """A progress bar for the restoration that goes on after the MDA, shown once it starts."""
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("restoring the frames waiting", total=None, visible=False)
+def _progress_bar(label: str, *, until_used: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar as a ``progress(done, total)`` callback; ``until_used``: hidden until its
+    first call and gone after (the restoration that follows an acquisition, if any)."""
+    with Progress(console=console, transient=until_used) as bar:
+        task = bar.add_task(label, total=None, visible=not until_used)
         yield lambda done, total: bar.update(task, completed=done, total=total, visible=True)
 
 
@@ -259,8 +260,12 @@ WorkersOption = Annotated[int, typer.Option(
 
 
 @contextmanager
-def _cluster(dask: bool, scheduler: str | None, workers: int) -> Iterator[object | None]:
+def _cluster(dask: bool, scheduler: str | None, workers: int,
+             calibration: Path | None) -> Iterator[object | None]:
     """The Dask client of ``--dask`` (its dashboard link printed), or None without it."""
+    if dask and calibration is not None:
+        raise ValueError("--calibration is not available with --dask: the workers estimate "
+                         "the noise of each frame")
     if not dask:
         if scheduler is not None:
             raise ValueError("--scheduler needs --dask")
@@ -298,17 +303,10 @@ def resume(
         if model is None and calibration is not None:
             raise ValueError("--calibration needs --model: the store's own restorer is "
                              "rebuilt exactly as it was recorded")
-        if dask and calibration is not None:
-            raise ValueError("--calibration is not available with --dask: the workers "
-                             "estimate the noise of each frame")
         restorer = (recorded_restorers(store, device) if model is None else
                     get_restorer(model, device=device, calibration=_calibration(calibration)))
-        with _cluster(dask, scheduler, workers) as client, Progress(console=console) as bar:
-            task = bar.add_task("restoring", total=None)
-
-            def progress(i: int, n: int) -> None:
-                bar.update(task, completed=i, total=n)
-
+        with (_cluster(dask, scheduler, workers, calibration) as client,
+              _progress_bar("restoring") as progress):
             if client is None:
                 done = resume_store(store, restorer, retry_failed=retry_failed,
                                     progress=progress)
@@ -374,18 +372,11 @@ def restore(
 
     try:
         check_output(output, overwrite=overwrite)
-        if dask and calibration is not None:
-            raise ValueError("--calibration is not available with --dask: the workers "
-                             "estimate the noise of each frame")
         name = auto_model_name() if model == AUTO else model
         restorer = get_restorer(name, device=device, calibration=_calibration(calibration))
         options = restore_options(restorer, samples=samples, steps=steps)
-        with _cluster(dask, scheduler, workers) as client, Progress(console=console) as bar:
-            task = bar.add_task("restoring", total=None)
-
-            def progress(i: int, n: int) -> None:
-                bar.update(task, completed=i, total=n)
-
+        with (_cluster(dask, scheduler, workers, calibration) as client,
+              _progress_bar("restoring") as progress):
             if client is None:
                 out = restore_stack(load_image(input), restorer, samples=samples,
                                     steps=steps, progress=progress)

@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tifffile
 
+from live_restore.acquisition.batch import check_grey
 from live_restore.acquisition.restore_loop import LoopCounts, batched, channel_restorer
-from live_restore.acquisition.store import AcquisitionStore, FrameIndex, FrameStatus
+from live_restore.acquisition.store import AcquisitionStore, FrameIndex
+from live_restore.acquisition.store_files import array_location, image_array
 from live_restore.acquisition.worker import DEFAULT_BATCH_SIZE, StoreSink
 from live_restore.models.restorer import Restorer, get_restorer
 
@@ -182,8 +184,7 @@ def restore_store(
         {restorers} if isinstance(restorers, str) else set(restorers.values()))}
     counts = LoopCounts()
     with AcquisitionStore.open(store_path) as store:
-        todo = store.pending() + (store.indices(FrameStatus.FAILED) if retry_failed else [])
-        todo.sort(key=lambda index: tuple(index.values()))
+        todo = store.pending(retry_failed)
         sink = StoreSink(store)
 
         def model_of(index: FrameIndex) -> str | None:
@@ -224,10 +225,7 @@ def _tiff_refs(path: Path) -> tuple[tuple[int, ...], list[FrameRef]]:
         series = tif.series[0]
         shape = tuple(series.shape)
         pages = len(series.pages)
-        page = tif.pages.first
-        if page.samplesperpixel > 1:
-            raise ValueError(f"{path} has {page.samplesperpixel} samples per pixel: save each "
-                             "channel as its own grey-scale TIFF")
+        check_grey(tif, path)
     planes = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
     if pages != planes:
         raise ValueError(f"{path}: {pages} pages for {planes} planes; --dask reads one plane "
@@ -237,21 +235,12 @@ def _tiff_refs(path: Path) -> tuple[tuple[int, ...], list[FrameRef]]:
 
 def _zarr_refs(path: Path) -> tuple[tuple[int, ...], list[FrameRef]]:
     """The image's shape and one reference per plane, for a plain OME-Zarr image or a live_restore
-    store (its first raw series)."""
-    import zarr
-
-    group = zarr.open_group(path, mode="r", zarr_format=3)
-    info = group.attrs.get("live_restore")
-    if isinstance(info, dict) and "series" in info:
-        name = f"{info['series']['raw'][0][1]}/0"
-    else:
-        multiscales = (group.attrs.get("ome") or {}).get("multiscales")
-        if not multiscales:
-            raise ValueError(f"{path} is neither a live_restore store nor an OME-Zarr image")
-        name = multiscales[0]["datasets"][0]["path"]
-    shape = tuple(group[name].shape)
+    store (its first raw series, as :func:`~live_restore.acquisition.store_files.image_array`
+    chooses)."""
+    array = image_array(path)
+    shape = tuple(array.shape)
     planes = np.ndindex(*shape[:-2]) if len(shape) > 2 else iter([()])
-    return shape, [FrameRef(str(path / name), where) for where in planes]
+    return shape, [FrameRef(array_location(array), where) for where in planes]
 
 
 def restore_file(
