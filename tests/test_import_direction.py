@@ -78,7 +78,8 @@ MODELS_FORBIDS = (
     "live_restore.cli",
 )
 
-MIDDLE_LAYER = ("live_restore.acquisition", "live_restore.adapt", "live_restore.training")
+MIDDLE_LAYER = ("live_restore.acquisition", "live_restore.adapt", "live_restore.training",
+                "live_restore.viewer", "live_restore.distributed")
 MIDDLE_FORBIDS = ("live_restore.sim", *LIBRARY_FORBIDS)
 
 
@@ -145,6 +146,31 @@ def test_the_library_never_imports_the_cli_or_the_experiments():
         "live_restore": LIBRARY_FORBIDS,  # every other module: the package's root and below
     }
     assert _violations(rules) == []
+
+
+GUI_PACKAGES = ("qtpy", "PyQt6", "PySide6", "ndv", "vispy", "superqt", "pymmcore_widgets",
+                "napari")
+
+
+def test_only_the_viewer_needs_qt():
+    """The core installs and runs without the ``viewer`` extra: Qt, ndv and pymmcore-widgets
+    are imported under ``live_restore/viewer`` only (at any depth, inside functions too)."""
+    import ast
+    from pathlib import Path
+
+    import live_restore
+
+    root = Path(live_restore.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).parts[0] == "viewer":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.relative_to(root)}:{node.lineno}: {name}" for name in names
+                      if name.split(".")[0] in GUI_PACKAGES]
+    assert found == []
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:

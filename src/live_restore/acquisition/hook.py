@@ -155,6 +155,7 @@ class LiveRestorer:
             self._lose(index, event, f"{type(exc).__name__}: {exc}")
             return
         self.raw_frames_written += 1
+        self.signals.rawSaved.emit(event)
         channel = event.channel.config if event.channel is not None else ""
         restorer = channel_restorer(self._restorer, channel)
         if restorer is None:

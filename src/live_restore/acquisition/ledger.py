@@ -123,6 +123,7 @@ class Ledger:
         self._reasons: dict[FrameKey, str] = {}
         self._models: dict[FrameKey, str] = {}
         self._floor: dict[FrameKey, dict[str, Any]] = {}  # the restored result's floor check
+        self._latest: dict[FrameStatus, FrameKey] = {}  # the frame of each status last recorded
         self._lock = threading.Lock()
         self._updates_since_flush = 0
         self._last_flush = time.monotonic()
@@ -137,6 +138,7 @@ class Ledger:
         """Fold one journal record into the in-memory state (caller holds the lock)."""
         key = tuple(record["i"])
         status = _STATUS_BY_NAME[record["s"]]
+        self._latest[status] = key
         if status == FrameStatus.RAW:
             self._has_raw[key] = True
             self._meta[key] = dict(record.get("m", {}))
@@ -167,6 +169,30 @@ class Ledger:
                     self._apply(json.loads(line))
                 except (ValueError, KeyError, IndexError, TypeError):
                     log.warning("%s:%d: skipping unreadable ledger line", self.journal_path, lineno)
+
+    def follow(self) -> int:
+        """Apply the whole lines another process appended since the last look; how many.
+
+        For a read-only ledger beside a running writer (a viewer following a store): a line
+        still being written is left for the next call."""
+        if self._journal is not None:
+            raise OSError(f"ledger {str(self.journal_path)!r} is the writer's; it needs no follow")
+        if not self.journal_path.exists():
+            return 0
+        with self.journal_path.open("rb") as fh:
+            fh.seek(self.journal_bytes)
+            new = fh.read()
+        whole = new[:new.rfind(b"\n") + 1]
+        applied = 0
+        with self._lock:
+            for line in whole.decode("utf-8", errors="replace").splitlines():
+                try:
+                    self._apply(json.loads(line))
+                    applied += 1
+                except (ValueError, KeyError, IndexError, TypeError):
+                    continue  # a line torn by a killed writer; the writer's replay skips it too
+            self.journal_bytes += len(whole)
+        return applied
 
     def _open(self) -> TextIO:
         size = self.journal_path.stat().st_size
@@ -268,14 +294,41 @@ class Ledger:
                 for k, c in sorted(self._floor.items())
                 if c.get("below_floor") and self._status[k] == FrameStatus.RESTORED}
 
-    def model_counts(self) -> dict[str, int]:
-        """``name@version -> frames`` whose current restored result that model wrote."""
+    def latest(self, status: FrameStatus) -> FrameKey | None:
+        """The frame whose journal line last recorded ``status`` (RAW: the newest raw frame)."""
         with self._lock:
-            counts: dict[str, int] = {}
+            return self._latest.get(status)
+
+    def counts(self) -> dict[str, int]:
+        """Frames per status name (``raw`` counts frames written raw and not yet restored)."""
+        with self._lock:
+            found = np.bincount(self._status.ravel(), minlength=len(FrameStatus))
+        return {STATUS_NAMES[s]: int(found[s]) for s in FrameStatus}
+
+    def record_of(self, key: FrameKey) -> dict[str, Any]:
+        """What the journal says of one frame: its status and, as they apply, the model that
+        restored it, its floor check and the reason it failed, was skipped or lost."""
+        with self._lock:
+            out: dict[str, Any] = {"status": STATUS_NAMES[FrameStatus(self._status[key])]}
+            for name, found in (("model", self._models), ("floor", self._floor),
+                                ("reason", self._reasons)):
+                if key in found:
+                    out[name] = found[key]
+        return out
+
+    def model_counts(self, axis: str | None = None) -> dict[Any, Any]:
+        """``name@version -> frames`` whose current restored result that model wrote; with
+        ``axis`` (e.g. ``"c"``), those counts per value of that axis."""
+        at = None if axis is None else self.axes.index(axis)
+        with self._lock:
+            counts: dict[Any, dict[str, int]] = {}
             for key, model in self._models.items():
                 if self._status[key] == FrameStatus.RESTORED:
-                    counts[model] = counts.get(model, 0) + 1
-        return dict(sorted(counts.items()))
+                    group = counts.setdefault(None if at is None else key[at], {})
+                    group[model] = group.get(model, 0) + 1
+        if at is None:
+            return dict(sorted(counts.get(None, {}).items()))
+        return {value: dict(sorted(group.items())) for value, group in sorted(counts.items())}
 
     def reasons(self, status: FrameStatus) -> dict[str, str]:
         """``"t=3,c=1" -> reason`` for every frame with ``status`` (FAILED, SKIPPED or LOST)."""

@@ -105,6 +105,7 @@ def run_acquisition(
     on_interrupt: Literal["finish", "leave"] = "finish",
     notify: Callable[[str], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    watch: Callable[[LiveRestorer], None] | None = None,
     **live_kwargs: Any,
 ) -> AcquisitionReport:
     """Create the store, run the MDA with a :class:`LiveRestorer` attached, drain, close.
@@ -119,7 +120,9 @@ def run_acquisition(
     ``resume`` (``"leave"``); a second one leaves them at once. A raw frame that cannot be
     saved stops the acquisition too. ``notify(message)`` tells the user of either as it
     happens; ``progress(done, total)`` follows the restoration of the backlog after the MDA.
-    ``live_kwargs`` go to :class:`LiveRestorer` (e.g. ``adapt_first``).
+    ``watch(live)`` is called once the hook exists, before the first exposure: where a viewer
+    connects to its signals (:mod:`live_restore.viewer`). ``live_kwargs`` go to
+    :class:`LiveRestorer` (e.g. ``adapt_first``).
     """
     t_call = time.perf_counter()
     say = notify or (lambda message: None)
@@ -135,6 +138,8 @@ def run_acquisition(
             if model_info:
                 store.set_model_info(**model_info)
             live = LiveRestorer(core, restorer, store, drain=drain, **live_kwargs)
+            if watch is not None:
+                watch(live)
 
             def first_interrupt(signal_name: str) -> None:
                 live.stop(f"interrupted ({signal_name})")

@@ -233,11 +233,14 @@ class AcquisitionStore:
         return cls.create(path, sizes=sizes, frame_shape=frame_shape, dtype=dtype, **kw)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], mode: str = "r+") -> AcquisitionStore:
+    def open(cls, path: str | os.PathLike[str], mode: str = "r+", *,
+             following: bool = False) -> AcquisitionStore:
         """Reopen a store to read it or to resume; the ledger is rebuilt from the journal.
 
         ``r+`` takes the store's writer lock (:class:`~live_restore.acquisition.lock.
-        StoreBusyError` while another writer holds it); ``r`` reads beside a writer."""
+        StoreBusyError` while another writer holds it); ``r`` reads beside a writer, and warns
+        when the root summary lags the journal unless ``following`` says the reader expects a
+        running writer (and will :meth:`follow` it)."""
         if mode not in ("r", "r+"):
             raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
         path = Path(path).expanduser().absolute()
@@ -254,7 +257,7 @@ class AcquisitionStore:
             )
         if mode == "r":
             store = cls(path, group, dict(info), mode)
-            if store.summary_is_stale:
+            if store.summary_is_stale and not following:
                 logger.warning("%s: the summary in the root attributes is older than the "
                                "journal (a writer is running, or one stopped without closing "
                                "the store); the counts here come from the journal", path)
@@ -264,6 +267,13 @@ class AcquisitionStore:
             store = cls(path, group, dict(info), mode, lock)
             store.flush()  # the summary and status arrays, derived again from the journal
             return store
+
+    def follow(self) -> int:
+        """A store opened read-only beside a running writer: take in the frames the writer
+        journalled since (how many journal lines); its pixels are then readable."""
+        if not self._read_only:
+            raise OSError(f"{self.path} is open for writing; it has nothing to follow")
+        return self._ledger.follow()
 
     @property
     def summary_is_stale(self) -> bool:
@@ -456,6 +466,20 @@ class AcquisitionStore:
         """Every frame whose current restored result ``model`` (``name@version``) wrote."""
         return [self._as_index(key) for key in self._ledger.keys_restored_by(model)]
 
+    def counts(self) -> dict[str, int]:
+        """Frames per ledger status (``empty``, ``raw``, ``restored``, ``failed``, ...)."""
+        return self._ledger.counts()
+
+    def latest(self, status: FrameStatus) -> dict[str, int] | None:
+        """The frame most recently recorded with ``status``; None before the first."""
+        key = self._ledger.latest(status)
+        return None if key is None else self._as_index(key)
+
+    def frame_record(self, index: FrameIndex) -> dict[str, Any]:
+        """The ledger's word on one frame: ``status`` and, where they apply, ``model``,
+        ``floor`` (its check against the Gaussian floor) and ``reason``."""
+        return self._ledger.record_of(self._key(index))
+
     def below_floor(self) -> dict[str, float]:
         """``"t=3,c=1" -> estimated dB`` for every restored frame whose check against another
         exposure says it is worse than a Gaussian blur of its raw frame."""
@@ -483,6 +507,14 @@ class AcquisitionStore:
         """``name@version -> frames`` restored by each model: more than one entry is a store
         restored by several models (an adapted model, a resume with another ``--model``)."""
         return self._ledger.model_counts()
+
+    def models_per_channel(self) -> dict[str, dict[str, int]]:
+        """``channel -> {name@version: frames}``: a channel restored by more than one model
+        (a store may restore each channel with its own model by design)."""
+        if "c" not in self.sizes:
+            return {"": self.models_used()}
+        names = self.channel_names or [str(c) for c in range(self.sizes["c"])]
+        return {names[c]: models for c, models in self._ledger.model_counts("c").items()}
 
     def failures(self) -> dict[str, str]:
         """``"t=3,c=1" -> reason`` for every frame whose restoration failed."""

@@ -82,8 +82,13 @@ def lower_thread_priority(nice: int) -> None:
 
 
 class LiveRestorerSignals(SignalGroup):
-    """Signals of a :class:`~live_restore.acquisition.hook.LiveRestorer`; emitted from the
-    worker thread."""
+    """Signals of a :class:`~live_restore.acquisition.hook.LiveRestorer`: ``rawSaved`` and
+    ``rawWriteFailed`` from the thread delivering frames, the others from the worker thread.
+    Slots must be quick and must not touch a GUI directly: a viewer relays them to its own
+    thread (:mod:`live_restore.viewer`)."""
+
+    rawSaved = Signal(object)
+    """``(event: useq.MDAEvent)``: the frame's raw pixels are in the store."""
 
     frameRestored = Signal(object, object, dict)
     """``(restored (Y, X) float32 in camera units, event: useq.MDAEvent, meta: dict)``."""

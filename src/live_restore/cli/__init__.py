@@ -3,7 +3,7 @@
 Importing the verb modules registers their commands on ``app``; ``--help`` lists them in
 this import order."""
 
-from live_restore.cli import acquisition, models, bench  # noqa: F401, I001  (order matters)
+from live_restore.cli import acquisition, viewer, models, bench  # noqa: F401, I001  (order matters)
 from live_restore.cli.root import app
 
 __all__ = ["app"]

@@ -14,9 +14,11 @@ from rich.progress import Progress
 from rich.table import Table
 
 from live_restore.cli.root import app, console, fail, noisy_base, report_table
+from live_restore.cli.viewer import ScreenshotOption, ViewOption, watched
 
 if TYPE_CHECKING:
     from live_restore.acquisition.adapt_first import AdaptFirst
+    from live_restore.acquisition.hook import LiveRestorer
     from live_restore.acquisition.run import AcquisitionReport
     from live_restore.models.calibration import Calibration
     from live_restore.models.restorer import Restorer
@@ -111,15 +113,19 @@ def demo(
     adapt_steps: Annotated[int | None, typer.Option(
         min=1, help="optimiser steps of that adaptation (default: as `adapt --from-noisy`)")
     ] = None,
+    view: ViewOption = False,
+    screenshot: ScreenshotOption = None,
 ) -> None:
     """Low-dose time-lapse on the simulated confocal/STED microscope, restored live."""
     from live_restore.experiments.demo import run_demo
 
     try:
-        result = run_demo(output, frames=frames, config=config, model=model, device=device,
-                          seed=seed, overwrite=overwrite,
-                          adapt_first=_adapt_first_plan(adapt_first, adapt_steps),
-                          notify=lambda message: console.print(f"[yellow]{message}[/yellow]"))
+        plan = _adapt_first_plan(adapt_first, adapt_steps)
+        result = watched(lambda watch: run_demo(
+            output, frames=frames, config=config, model=model, device=device, seed=seed,
+            overwrite=overwrite, adapt_first=plan, watch=watch,
+            notify=lambda message: console.print(f"[yellow]{message}[/yellow]")),
+            view=view, screenshot=screenshot)
     except (ValueError, OSError) as exc:
         raise fail(exc) from exc
     r = result.report
@@ -172,11 +178,14 @@ def acquire(
     calibration: CalibrationOption = None,
     samples: Annotated[int, typer.Option(
         min=1, help="draws averaged per frame by sampling models (MSCGM: each on another "
-                    "Haar-grid offset and turn); K times the restore time")] = 1,
+                    "Haar-grid offset and turn; their spread is kept as the uncertainty "
+                    "series); K times the restore time")] = 1,
     on_interrupt: Annotated[str, typer.Option(
         help="after the first Ctrl-C / SIGTERM stops the acquisition: 'finish' restoring the "
              "frames waiting, or 'leave' them for `resume` (a second Ctrl-C always leaves)")
     ] = "finish",
+    view: ViewOption = False,
+    screenshot: ScreenshotOption = None,
 ) -> None:
     """Run a useq sequence on any Micro-Manager config and restore it live.
 
@@ -207,18 +216,23 @@ def acquire(
         plan = _adapt_first_plan(adapt_first, adapt_steps, bases=(
             per_channel.values() if isinstance(per_channel, dict) else [per_channel]))
         info = {**model_record(per_channel), **_calibration_info(calibration, noise)}
-        with managed_core(cfg) as core:
-            if replay is not None:
-                if "Replay" not in core.getLoadedDevices():
-                    raise ValueError(f"--replay needs the replay camera 'Replay'; {cfg} has none "
-                                     "(omit --config to use the packaged replay.cfg)")
-                replay_stack(core, replay)
-            with _progress_bar("restoring the frames waiting", until_used=True) as progress:
-                report = run_acquisition(
-                    core, seq, output, per_channel, overwrite=overwrite, drain=not defer,
-                    model_info=info, adapt_first=plan, on_interrupt=on_interrupt,
-                    notify=lambda message: console.print(f"[yellow]{message}[/yellow]"),
-                    progress=progress)
+
+        def run(watch: Callable[[LiveRestorer], None] | None) -> AcquisitionReport:
+            with managed_core(cfg) as core:
+                if replay is not None:
+                    if "Replay" not in core.getLoadedDevices():
+                        raise ValueError(f"--replay needs the replay camera 'Replay'; {cfg} has "
+                                         "none (omit --config to use the packaged replay.cfg)")
+                    replay_stack(core, replay)
+                with _progress_bar("restoring the frames waiting", until_used=True) as progress:
+                    return run_acquisition(
+                        core, seq, output, per_channel, overwrite=overwrite, drain=not defer,
+                        model_info=info, adapt_first=plan, on_interrupt=on_interrupt,
+                        uncertainty=samples > 1,
+                        notify=lambda message: console.print(f"[yellow]{message}[/yellow]"),
+                        progress=progress, watch=watch)
+
+        report = watched(run, view=view, screenshot=screenshot, on_interrupt=on_interrupt)
     except (ValueError, OSError) as exc:
         raise fail(exc) from exc
     console.print(report_table("acquisition", {

@@ -82,11 +82,29 @@ def bench_acquisition_cmd(
     json_out: Annotated[Path, typer.Option("--json", help="where to write the JSON")],
     quick: Annotated[bool, typer.Option(help="fewer frames and repeats")] = False,
     model: Annotated[str, typer.Option(help="restorer")] = "classical",
+    view: Annotated[bool, typer.Option(
+        "--view", help="hooked MDA without and with the viewer window open (needs the "
+                       "`viewer` extra and a display: `xvfb-run -a` headless)")] = False,
+    screenshot: Annotated[Path | None, typer.Option(
+        help="with --view: keep the last viewed run's window as this PNG")] = None,
 ) -> None:
-    """Baseline vs hooked MDA on the genuine DemoCamera (512², 1 ms)."""
-    from live_restore.experiments.bench_acquisition import bench_acquisition
+    """Baseline vs hooked MDA on the genuine DemoCamera (512², 1 ms); with --view, hooked
+    without vs with the viewer open."""
+    if view:
+        from live_restore.cli.viewer import viewer_module
 
-    result = bench_acquisition(frames=200, repeats=1 if quick else 3, model=model)
+        try:
+            viewer_module().check_display()
+        except OSError as exc:
+            raise fail(exc) from exc
+        from live_restore.experiments.bench_view import bench_acquisition_view
+
+        result = bench_acquisition_view(model=model, screenshot=screenshot,
+                                        **({"frames": 200, "repeats": 1} if quick else {}))
+    else:
+        from live_restore.experiments.bench_acquisition import bench_acquisition
+
+        result = bench_acquisition(frames=200, repeats=1 if quick else 3, model=model)
     json_out.write_text(json.dumps(result, indent=2))
     console.print(report_table("bench acquisition", {
         k: v for k, v in result.items() if not isinstance(v, (list, dict))

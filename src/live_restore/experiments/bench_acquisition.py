@@ -86,11 +86,11 @@ class SlowRestorer:
         return self.inner.restore(batch, samples=samples, seed=seed)
 
 
-def _democam_sequence(frames: int) -> useq.MDASequence:
+def democam_sequence(frames: int) -> useq.MDASequence:
     return useq.MDASequence(time_plan={"interval": 0, "loops": frames})
 
 
-def _setup_democam(core: Any, size: int, exposure_ms: float) -> None:
+def setup_democam(core: Any, size: int, exposure_ms: float) -> None:
     core.setProperty("Camera", "OnCameraCCDXSize", size)
     core.setProperty("Camera", "OnCameraCCDYSize", size)
     core.setProperty("Camera", "PixelType", "16bit")
@@ -118,12 +118,12 @@ def bench_acquisition(
 ) -> dict[str, Any]:
     """Plain vs hooked acquisition on the DemoCamera, plus a slow-restorer memory run."""
     restorer = get_restorer(model)
-    sequence = _democam_sequence(frames)
+    sequence = democam_sequence(frames)
     plain_seconds: list[float] = []
     hooked: list[AcquisitionReport] = []
     with managed_core(None) as core, tempfile.TemporaryDirectory() as tmp:
-        _setup_democam(core, size, exposure_ms)
-        warm = _democam_sequence(WARMUP_FRAMES)
+        setup_democam(core, size, exposure_ms)
+        warm = democam_sequence(WARMUP_FRAMES)
         _plain_arm(core, warm, Path(tmp) / "warm.ome.zarr")
         run_acquisition(core, warm, Path(tmp) / "warm.zarr", restorer)
         for rep in range(repeats):
@@ -202,7 +202,7 @@ def bench_simulator(*, frames: int = 200, pairs: int = 16, size: int = 512) -> d
     with managed_core(default_config()) as core:
         if size < core.getImageWidth():
             core.setROI(0, 0, size, size)
-        core.mda.run(_democam_sequence(SIMULATOR_WARMUP_FRAMES))  # warm the tile cache
+        core.mda.run(democam_sequence(SIMULATOR_WARMUP_FRAMES))  # warm the tile cache
         for name, seq in sequences.items():
             t0 = time.perf_counter()
             core.mda.run(seq)

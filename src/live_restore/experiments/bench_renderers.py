@@ -14,6 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from live_restore.experiments.acquisition_renderers import (
+    acquisition_body,
+    acquisition_data,
+    acquisition_headline,
+    view_body,
+    view_data,
+    view_headline,
+)
 from live_restore.experiments.markdown import FLOORS, metric, number, table, values_table
 from live_restore.experiments.model_cards import ShippedModel
 from live_restore.experiments.real_renderers import (
@@ -282,46 +290,6 @@ def _gan_sharing_headline(data: dict, shipped: dict[str, ShippedModel]) -> str:
 # ---------------------------------------------------------------- acquisition, simulator, startup
 
 
-def _acquisition_data(data: dict) -> str:
-    return (f"report data: {data['camera']}, {data['frames']} frames per run, {data['repeats']} "
-            f"runs of each, restorer `{data['restorer']}`, {data['cpu_count']} CPU cores.")
-
-
-def _acquisition_body(data: dict, shipped: dict[str, ShippedModel]) -> list[str]:
-    def runs(key: str) -> str:
-        return ", ".join(metric("fps", v) for v in data[key])
-
-    slow = data["slow_restorer"]
-    rows = [
-        ["baseline fps (median; runs)", f"{metric('fps', data['baseline_fps'])} "
-                                        f"({runs('baseline_fps_runs')})"],
-        ["hooked fps (median; runs)", f"{metric('fps', data['hooked_fps'])} "
-                                      f"({runs('hooked_fps_runs')})"],
-        ["overhead ratio (baseline / hooked; target ≤ 1.05)", number(data["overhead_ratio"])],
-        ["raw frames written / emitted",
-         f"{data['raw_frames_written']} / {data['frames_emitted']}"],
-        ["restored after drain / pending",
-         f"{data['restored_frames']} / {data['pending_after_drain']}"],
-        ["restore fps (worker busy time)", number(data["restore_fps"], 1)],
-        ["latency p50 / p95, ms (frameReady → restored written)",
-         f"{data['latency_ms_p50']:.0f} / {data['latency_ms_p95']:.0f}"],
-        ["peak RSS, MB", f"{data['peak_rss_mb']:.0f}"],
-        [f"slow restorer ({slow['seconds_per_frame']:.3f} s/frame): acquisition fps",
-         metric("fps", slow["acquisition_fps"])],
-        ["slow restorer: raw written / restored / pending after drain",
-         f"{slow['raw_frames_written']} / {slow['restored_frames']} / "
-         f"{slow['pending_after_drain']}"],
-        ["slow restorer: RSS growth, MB", f"{slow['rss_growth_mb']:.0f}"],
-    ]
-    return [*table(["metric", "value"], rows), ""]
-
-
-def _acquisition_headline(data: dict, shipped: dict[str, ShippedModel]) -> str:
-    return (f"overhead ratio {number(data['overhead_ratio'])} (baseline "
-            f"{metric('fps', data['baseline_fps'])} fps, hooked {metric('fps', data['hooked_fps'])}"
-            f" fps); {data['raw_frames_written']} / {data['frames_emitted']} raw frames written")
-
-
 def _simulator_data(data: dict) -> str:
     shape = "×".join(str(n) for n in data["frame_shape"])
     return (f"report data: {data['frames']} frames of {shape} per MDA, "
@@ -423,7 +391,12 @@ RENDERERS: list[tuple[str, Renderer]] = [
     ("acquisition", Renderer(
         "Acquisition overhead",
         "Whether hooking live_restore into an MDA costs the acquisition frames or frame rate.",
-        _acquisition_data, _acquisition_body, _acquisition_headline)),
+        acquisition_data, acquisition_body, acquisition_headline)),
+    ("acquisition_view", Renderer(
+        "Acquisition with the viewer open",
+        "Whether watching raw and restored frames live in the viewer window costs the "
+        "acquisition frame rate.",
+        view_data, view_body, view_headline)),
     ("real", Renderer(
         "Real microscope frames",
         "Restoration of real low-dose confocal frames against their long-average targets: the "

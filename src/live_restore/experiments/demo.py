@@ -18,6 +18,7 @@ import useq
 from live_restore import sim
 from live_restore.acquisition.adapt_first import AdaptFirst
 from live_restore.acquisition.core import managed_core
+from live_restore.acquisition.hook import LiveRestorer
 from live_restore.acquisition.run import AcquisitionReport, model_record, run_acquisition
 from live_restore.acquisition.store import AcquisitionStore, FrameStatus
 from live_restore.metrics import psnr, ssim
@@ -181,10 +182,12 @@ def run_demo(
     overwrite: bool = False,
     adapt_first: AdaptFirst | None = None,
     notify: Callable[[str], None] | None = None,
+    watch: Callable[[LiveRestorer], None] | None = None,
 ) -> DemoResult:
     """Run the demo acquisition, score it, and write ``<store>.png`` beside the store;
     ``adapt_first`` adapts each channel's model on its first frames during the run;
-    ``notify`` hears of an interrupt or a frame that could not be saved."""
+    ``notify`` hears of an interrupt or a frame that could not be saved; ``watch(live)``
+    connects a viewer to the hook before the first frame."""
     restorers = channel_restorers(model, device)
     sequence = demo_sequence(frames)
     output = Path(output)
@@ -200,6 +203,7 @@ def run_demo(
             annotate=lambda img, meta: {"sim_truth": sim.frame_truth(img, meta)},
             adapt_first=adapt_first,
             notify=notify,
+            watch=watch,
         )
     references = reference_channels(restorers)
     quality = evaluate_store(output, references)

@@ -38,6 +38,9 @@ class Run:
 
     command: str
     context: str = ""
+    in_summary: bool = True
+    """False for a run kept as history (an earlier budget or model file): it stays on the
+    benchmarks page and leaves the README's summary to the runs of what ships."""
 
 
 _QUICK_C2S = "--task confocal2sted --preset quick"
@@ -59,6 +62,7 @@ RUNS: dict[str, Run] = {
         "--json docs/bench/restorers_quick_default_budget.json",
         "The default-budget models of `restorers_full` plus a DDPM trained by `live-restore "
         "train --task confocal2sted --method ddpm --out runs/s21/ddpm_default`.",
+        in_summary=False,
     ),
     "restorers_quick_denoise": Run(
         "live-restore bench restorers --quick --task sted_denoise --task denoise --model "
@@ -81,6 +85,7 @@ RUNS: dict[str, Run] = {
         "Quick training budget on the full test set: CARE trained by `live-restore train "
         f"{_QUICK_C2S} --method care` (and the same for `denoise`); the `confocal2sted` MSCGM "
         "is the quick-preset model shipped at the time.",
+        in_summary=False,
     ),
     "restorers_quick": Run(
         "live-restore bench restorers --quick --json docs/bench/restorers_quick.json",
@@ -96,6 +101,7 @@ RUNS: dict[str, Run] = {
         "--json docs/bench/restorers_quick_denoise_mscgm_quick.json",
         "The shipped `denoise` settings trained at the quick preset, the budget of the "
         "baselines in `restorers_quick_denoise`.",
+        in_summary=False,
     ),
     "dose_sweep": Run(
         "live-restore dose-sweep --json docs/bench/dose_sweep.json",
@@ -126,6 +132,13 @@ RUNS: dict[str, Run] = {
         "live-restore bench acquisition --json docs/bench/acquisition.json",
         "Baseline (pymmcore-plus writing its own OME-Zarr) and hooked (live_restore writing "
         "raw and restored frames) runs interleaved on the genuine DemoCamera.",
+    ),
+    "acquisition_view": Run(
+        "live-restore bench acquisition --view --json docs/bench/acquisition_view.json "
+        "--screenshot docs/viewer_democam.png",
+        "Run under `xvfb-run -a` (this machine has no screen). Both arms hooked; the viewed "
+        "arm with the viewer window open on the virtual display (Mesa's software OpenGL, on "
+        "the same 2 cores), in the same process as the acquisition.",
     ),
     "simulator": Run("live-restore bench simulator --json docs/bench/simulator.json"),
     "floor_check": Run(
@@ -214,9 +227,10 @@ def benchmarks_page(benchmarks: dict[str, dict], shipped: dict[str, ShippedModel
 
 
 def benchmark_summary(benchmarks: dict[str, dict], shipped: dict[str, ShippedModel]) -> str:
-    """The README's table: one line per benchmark JSON, linking to its section."""
+    """The README's table: one line per benchmark JSON (but the runs kept as history),
+    linking to its section."""
     rows = [[f"[`{stem}`](docs/benchmarks.md#{stem})", renderer_for(stem).headline(data, shipped)]
-            for stem, data in benchmarks.items()]
+            for stem, data in benchmarks.items() if stem not in RUNS or RUNS[stem].in_summary]
     return "\n".join(table(["benchmark", "result"], rows))
 
 
