@@ -17,7 +17,8 @@ def test_each_task_makes_a_deterministic_pair(task: str) -> None:
     d2, t2, _ = make_pair(task, seed=5, size=64)
     assert np.array_equal(d, d2) and np.array_equal(t, t2)
     assert d.dtype == t.dtype == np.float32
-    assert d.shape == t.shape == ((16, 64, 64) if task == "axial_inpaint" else (64, 64))
+    planes = {"axial_inpaint": 16, "axial": 17}
+    assert d.shape == t.shape == ((planes[task], 64, 64) if task in planes else (64, 64))
     assert np.isfinite(d).all() and np.isfinite(t).all()
     assert not np.array_equal(d, t)
     assert p["task"] == task

@@ -152,18 +152,27 @@ def bench_restorers_cmd(
     task: Annotated[list[str] | None, typer.Option(
         help="repeatable; default confocal2sted and denoise")] = None,
     model: Annotated[list[str] | None, typer.Option(
-        help="TASK:METHOD=PATH (METHOD mscgm|care|ddpm), repeatable; default: shipped models")
+        help="TASK:METHOD=PATH (METHOD mscgm|care|ddpm; axial:NAME=PATH for --task axial), "
+             "repeatable; default: shipped models")
     ] = None,
     device: Annotated[str | None, typer.Option(help="torch device")] = None,
     frames: Annotated[int | None, typer.Option(help="test frames per task (override)")] = None,
     size: Annotated[int | None, typer.Option(help="frame side in pixels (override)")] = None,
 ) -> None:
-    """MSCGM vs CARE, DDPM(-avg), classical and raw on a seeded simulated test set."""
+    """MSCGM vs CARE, DDPM(-avg), classical and raw on a seeded simulated test set; with
+    --task axial, z-stacks acquired every k-th plane (axial models vs interpolation)."""
     from live_restore.experiments.bench_restorers import bench_restorers
     from live_restore.models.restorer import list_models
 
     try:
         tasks = tuple(task or ("confocal2sted", "denoise"))
+        if "axial" in tasks:
+            if tasks != ("axial",):
+                raise ValueError("--task axial benchmarks z-stacks: run it on its own")
+            result = _bench_axial(model or [], quick, frames, size)
+            json_out.write_text(json.dumps(result, indent=2))
+            console.print_json(json.dumps(result["targets_check"]))
+            return
         shipped = {row["name"]: row["path"] for row in list_models() if row["kind"] == "shipped"}
         # The shipped MSCGM model of each task, and the shipped baselines trained beside it.
         models: dict[str, dict[str, str]] = {
@@ -182,6 +191,23 @@ def bench_restorers_cmd(
         raise fail(exc) from exc
     json_out.write_text(json.dumps(result, indent=2))
     console.print_json(json.dumps(result["targets_check"]))
+
+
+def _bench_axial(specs: list[str], quick: bool, stacks: int | None, size: int | None) -> dict:
+    """``bench restorers --task axial``: the shipped ``axial`` model (if any) and every
+    ``--model axial:NAME=PATH``, on 4 stacks of 128² (``--quick``) or 16 of 256²."""
+    from live_restore.experiments.bench_axial import bench_axial
+    from live_restore.models.restorer import MODELS_DIR
+
+    models = {"axial": MODELS_DIR / "axial.json"} if (MODELS_DIR / "axial.json").is_file() else {}
+    for spec in specs:
+        key, eq, path = spec.partition("=")
+        task, colon, name = key.partition(":")
+        if not (eq and colon) or task != "axial":
+            raise ValueError(f"--model must be axial:NAME=PATH with --task axial, got {spec!r}")
+        models[name] = Path(path)
+    return bench_axial(stacks=stacks or (4 if quick else 16), size=size or (128 if quick else 256),
+                       models=models)
 
 
 @bench_app.command("adapt")

@@ -39,7 +39,10 @@ def simulate(
 def train(
     task: Annotated[str, typer.Option(help="simulator task, e.g. sted_denoise")],
     out: Annotated[Path, typer.Option(help="model stem: writes OUT.safetensors + OUT.json")],
-    method: Annotated[str, typer.Option(help="mscgm | care | ddpm")] = "mscgm",
+    method: Annotated[str, typer.Option(
+        help="mscgm | care | ddpm; axial (with --task axial): the z-stack inpainting U-Net; "
+             "mscgm / care on --task axial restore linearly interpolated planes")
+    ] = "mscgm",
     preset: Annotated[str, typer.Option(help="tiny | quick | default")] = "default",
     seed: Annotated[int, typer.Option(help="seed for data and initialisation")] = 0,
     workdir: Annotated[Path | None, typer.Option(
@@ -49,30 +52,43 @@ def train(
 ) -> None:
     """Train MSCGM (or a baseline) on simulated pairs; same data and budget for every method."""
     from live_restore import sim
-    from live_restore.experiments.sources import simulator_pairs
+    from live_restore.experiments.sources import AXIAL_STACK_PX, axial_fill_pairs, simulator_pairs
+    from live_restore.models.axial import AxialNet, AxialRestorer
     from live_restore.models.care import CARE, CARERestorer
-    from live_restore.models.configs import CAREConfig, DDPMConfig, MSCGMConfig
+    from live_restore.models.configs import AxialConfig, CAREConfig, DDPMConfig, MSCGMConfig
     from live_restore.models.ddpm import ConditionalDDPM, DDPMRestorer
     from live_restore.models.mscgm import MSCGM, MSCGMRestorer
+    from live_restore.training.axial import axial_dataset
     from live_restore.training.data import PairDataset
     from live_restore.training.loop import preset as training_preset
     from live_restore.training.loop import train as run_training
 
     kinds = {"mscgm": (MSCGMConfig, MSCGM, MSCGMRestorer),
              "care": (CAREConfig, CARE, CARERestorer),
-             "ddpm": (DDPMConfig, ConditionalDDPM, DDPMRestorer)}
+             "ddpm": (DDPMConfig, ConditionalDDPM, DDPMRestorer),
+             "axial": (AxialConfig, AxialNet, AxialRestorer)}
     try:
         if task not in sim.TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {list(sim.TASKS)}")
         if method not in kinds:
             raise ValueError(f"unknown method {method!r}; expected one of {sorted(kinds)}")
+        if method == "axial" and task != "axial":
+            raise ValueError("--method axial trains on --task axial (z-stacks), and only it")
         config_cls, model_cls, restorer_cls = kinds[method]
         config = training_preset(preset, seed=seed)
         model_config = config_cls.for_task(task)
-        data_config = model_config if method == "mscgm" else model_config.data_config()
         workdir = workdir or Path("runs") / out.name
-        data = PairDataset.for_model(data_config, config.n_pairs, seed, config.pair_size,
-                                     cache_dir=workdir, make_pairs=simulator_pairs(task))
+        # --task axial: n_pairs stacks of AXIAL_STACK_PX, every plane (and k) one pair; a frame
+        # restorer learns to restore planes linearly interpolated from the acquired ones
+        size = min(config.pair_size, AXIAL_STACK_PX) if task == "axial" else config.pair_size
+        if method == "axial":
+            degraded, target, _ = sim.make_pairs(task, config.n_pairs, seed, size)
+            data = axial_dataset(degraded, target, model_config)
+        else:
+            data_config = model_config if method == "mscgm" else model_config.data_config()
+            source = axial_fill_pairs() if task == "axial" else simulator_pairs(task)
+            data = PairDataset.for_model(data_config, config.n_pairs, seed, size,
+                                         cache_dir=workdir, make_pairs=source)
         with Progress(console=console) as progress:
             bar = progress.add_task(f"training {method} on {task} ({preset})",
                                     total=config.steps)

@@ -265,8 +265,8 @@ def bench_adapt(
     defects = tuple(defects)
     for d in defects:
         sim.check_task(d)
-        if d == "axial_inpaint":
-            raise ValueError("axial_inpaint frames are stacks; benchmark a 2-D defect")
+        if d in sim.tasks.STACK_TASKS:
+            raise ValueError(f"{d} pairs are stacks; benchmark a 2-D defect")
     if len(set(defects)) != len(defects) or not defects:
         raise ValueError(f"defects must be distinct and non-empty, got {defects}")
     config = config or BENCH_ADAPT_PRESETS["quick" if quick else "full"]

@@ -22,6 +22,7 @@ from live_restore.experiments.acquisition_renderers import (
     view_data,
     view_headline,
 )
+from live_restore.experiments.axial_renderers import axial_body, axial_data, axial_headline
 from live_restore.experiments.markdown import FLOORS, metric, number, table, values_table
 from live_restore.experiments.model_cards import ShippedModel
 from live_restore.experiments.real_renderers import (
@@ -366,6 +367,12 @@ GENERIC = Renderer(
 
 #: (file-name pattern, renderer); the first pattern matching a JSON's stem draws it.
 RENDERERS: list[tuple[str, Renderer]] = [
+    ("axial", Renderer(
+        "Axial inpainting on simulated z-stacks",
+        "Z-stacks acquired every k-th plane, restored at every plane: PSNR (after the affine "
+        "fit, over the volume) on the filled planes, the acquired planes and all, and the "
+        "volume's SSIM, against the high-dose stack.",
+        axial_data, axial_body, axial_headline)),
     ("restorers*", Renderer(
         "Restorers on simulated test data",
         "Quality and speed of each restorer on seeded simulated pairs: PSNR and PSNR-affine "

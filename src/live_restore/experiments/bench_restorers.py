@@ -256,7 +256,7 @@ def bench_restorers(
     if isinstance(size, bool) or not isinstance(size, int) or size < 8:
         raise ValueError(f"size must be an integer >= 8 pixels, got {size!r}")
     for task in tasks:
-        if task not in sim.TASKS or task == "axial_inpaint":
+        if task not in sim.TASKS or task in sim.tasks.STACK_TASKS:
             raise ValueError(f"task must be a 2-D simulator task, got {task!r}")
     report = SeedSet(seed=seed, pairs=frames, use="report pairs of bench restorers")
     check_disjoint(report, (*SELECTION_SEEDS, *TRAINING_SEEDS))

@@ -103,6 +103,17 @@ RUNS: dict[str, Run] = {
         "baselines in `restorers_quick_denoise`.",
         in_summary=False,
     ),
+    "axial": Run(
+        "live-restore bench restorers --task axial --model "
+        "axial:axial_unet=runs/axial_quick/axial.json --model "
+        "axial:mscgm_fill=runs/axial_quick/axial_mscgm.json --model "
+        "axial:care_fill=runs/axial_quick/axial_care.json --json docs/bench/axial.json",
+        "Three models trained on the same 48 simulated stacks of 128² (seed 0, quick preset, "
+        "2 500 steps): `axial_unet` by `live-restore train --task axial --method axial --preset "
+        "quick --out runs/axial_quick/axial` reads the acquired planes around each plane; "
+        "`mscgm_fill` and `care_fill` (`--method mscgm|care`, same task) restore the plane "
+        "linearly interpolated from them. None is shipped yet.",
+    ),
     "dose_sweep": Run(
         "live-restore dose-sweep --json docs/bench/dose_sweep.json",
         "One restoration per frame. `denoise`'s smooth-detail prior was chosen partly on "

@@ -13,7 +13,11 @@ import numpy as np
 from live_restore import sim
 from live_restore.training.data import PairSource
 
-__all__ = ["CINGAN_PRETRAINING_TASKS", "simulator_pairs", "simulator_sources"]
+__all__ = ["AXIAL_STACK_PX", "CINGAN_PRETRAINING_TASKS", "axial_fill_pairs", "simulator_pairs",
+           "simulator_sources"]
+
+AXIAL_STACK_PX = 128
+"""Side of the simulated training stacks of every axial model (the same stacks for each)."""
 
 #: Simulator tasks a CIN-GAN is pre-trained on, one row each: low dose (two modalities),
 #: blur/resolution, axial undersampling, haze, scanner stripes and a foreign detector.
@@ -36,6 +40,25 @@ def simulator_pairs(task: str) -> PairSource:
     def make_pairs(n: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         degraded, target, _ = sim.make_pairs(task, n, seed, size)
         return degraded, target
+
+    return make_pairs
+
+
+def axial_fill_pairs() -> PairSource:
+    """2-D pairs for a frame restorer that fills planes (MSCGM or CARE on ``--task axial``):
+    every plane of ``n`` simulated ``axial`` stacks (so ``n`` × planes × ks pairs), as the
+    linear interpolation of the stack thinned to every k-th plane for each k of
+    ``sim.tasks.AXIAL_SPARSITY`` (acquired planes: themselves), against the high-dose plane."""
+    from live_restore.models.axial import acquired_planes, interpolate_planes
+
+    def make_pairs(n: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        degraded, target, _ = sim.make_pairs("axial", n, seed, size)
+        n_planes = degraded.shape[1]
+        filled = [interpolate_planes(stack[acquired_planes(n_planes, k)],
+                                     acquired_planes(n_planes, k), n_planes)
+                  for stack in degraded for k in sim.tasks.AXIAL_SPARSITY]
+        truth = [stack for stack in target for _ in sim.tasks.AXIAL_SPARSITY]
+        return np.concatenate(filled), np.concatenate(truth)
 
     return make_pairs
 

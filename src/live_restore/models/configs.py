@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from live_restore import __version__
 from live_restore.models.normalisation import ForwardModel, Normalisation, task_forward_model
 
-__all__ = ["CAREConfig", "DDPMConfig", "MSCGMConfig", "ModelConfig", "validation_problems"]
+__all__ = ["AxialConfig", "CAREConfig", "DDPMConfig", "MSCGMConfig", "ModelConfig",
+           "validation_problems"]
 
 #: U-Net width and resolutions of MSCGM's bridge by default; the baselines use the same at
 #: full resolution, so the comparison is at equal width.
@@ -195,6 +196,10 @@ class MSCGMConfig(ModelConfig):
         through); four detail passes, one per Haar grid offset, to average out the grid's
         errors while the bridge runs once.
 
+        ``axial`` (restoring a plane linearly interpolated from the acquired planes around it)
+        takes the same settings: its structures must move as far, and the interpolated
+        details are not the plane's own to gate through.
+
         Denoising: heads that gate the degraded details through, a 16-wide finest head, two
         bridge hops. ``denoise`` spans three decades of photons, so it is noise-scaled (bridge
         and heads work in units of each frame's own noise, :meth:`MSCGM._bridge_loss`) with
@@ -202,7 +207,7 @@ class MSCGMConfig(ModelConfig):
         is photon-starved throughout: unscaled, with a bridge variance scale of 0.001, so the
         bridge noise does not swamp the small LL change it must make.
         """
-        if task == "confocal2sted":
+        if task in ("confocal2sted", "axial"):  # axial: a filled plane is far from its truth
             defaults: dict[str, object] = {
                 **task_forward_model(task),
                 "bridge_channels": 32,
@@ -254,6 +259,28 @@ class CAREConfig(_BaselineConfig):
     """Everything needed to rebuild a CARE model (:mod:`live_restore.models.care`)."""
 
     kind: Literal["care"] = "care"
+
+
+MAX_NEIGHBOURS = 4
+MAX_SPARSITY = 8
+
+
+class AxialConfig(_BaselineConfig):
+    """Everything needed to rebuild an axial model (:mod:`live_restore.models.axial`): a U-Net
+    over the ``neighbours`` acquired planes on each side of a plane and the plane's position
+    between them, trained on stacks acquired every k-th plane for each k in ``sparsity``."""
+
+    kind: Literal["axial"] = "axial"
+    neighbours: int = Field(2, ge=1, le=MAX_NEIGHBOURS,
+                            description="acquired planes read on each side of a plane")
+    sparsity: tuple[int, ...] = Field((2, 4), min_length=1,
+                                      description="every k-th plane acquired, k trained on")
+
+    @model_validator(mode="after")
+    def _check_sparsity(self) -> AxialConfig:
+        if any(not 1 <= k <= MAX_SPARSITY for k in self.sparsity):
+            raise ValueError(f"sparsity must lie in 1..{MAX_SPARSITY}, got {self.sparsity}")
+        return self
 
 
 class DDPMConfig(_BaselineConfig):

@@ -6,7 +6,7 @@ themselves *measurements* (high dose, or the same dose without the defect, with 
 noise), as real paired data would be; the noise-free expectation is in ``params`` only by
 recipe, not as an array.
 
-Tasks (2-D tasks return (Y, X), ``axial_inpaint`` returns (Z, Y, X)):
+Tasks (2-D tasks return (Y, X), ``axial_inpaint`` and ``axial`` return (Z, Y, X)):
 
 - ``confocal2sted``: low-dose confocal (0.15–20 photons per label, log-uniform, i.e. filament
   peaks ≈ 4–500) → high-dose STED (60–300 photons per label; STED FWHM 40–80 nm), 25 nm
@@ -28,6 +28,13 @@ Tasks (2-D tasks return (Y, X), ``axial_inpaint`` returns (Z, Y, X)):
   planes in between are linearly interpolated from the measured neighbours (held constant
   past the last one). Target: the full measured stack (same noise realisation on the
   measured planes).
+- ``axial``: a z-stack of a cell-thick field (four specimen layers spread over ±1.4 µm, each
+  tilted so its structures cross planes; 50 nm pixels, 17 planes 200 nm apart: Nyquist for the
+  600 nm axial FWHM), confocal or STED (2-D depletion: the axial extent stays confocal's).
+  Degraded: every plane at low dose (2–20 photons per label); target: every plane at 15–40×
+  that dose, rescaled to the degraded stack's photons so both are in one unit. Axial
+  inpainting takes every k-th degraded plane (``AXIAL_SPARSITY``) and restores the whole
+  target stack; which planes are "acquired" is the experiment's choice, not the pair's.
 - ``haze``: 50 nm pixels, 250 nm Gaussian PSF; degraded adds out-of-focus haze (the specimen
   plus a second, out-of-focus specimen layer, blurred with σ 1–2 µm, 0.5–3× the mean signal).
 - ``stripes``: resonant-scanner line artefacts (per-row gain sd 5–20 %, bidirectional shift
@@ -63,7 +70,16 @@ TASKS: tuple[str, ...] = (
     "haze",
     "stripes",
     "detector",
+    "axial",
 )
+STACK_TASKS = ("axial_inpaint", "axial")
+"""The tasks whose pairs are z-stacks (Z, Y, X) rather than frames."""
+
+AXIAL_PLANES, AXIAL_SPACING_UM = 17, 0.2
+AXIAL_SPARSITY = (2, 4)
+"""Every k-th plane acquired: 17 planes hold planes 0, k, 2k, ... 16 for k = 2 and 4."""
+AXIAL_LOW_PHOTONS = (2.0, 20.0)
+AXIAL_DOSE_RATIO = (15.0, 40.0)
 
 _SCOPE_DETECTOR = det.Detector(gain=1.0, offset=10.0, read_noise=0.5)
 
@@ -276,6 +292,41 @@ def _axial_inpaint(rng: np.random.Generator, noise: np.random.Generator, params:
     return degraded, target, params
 
 
+def _axial(rng: np.random.Generator, noise: np.random.Generator, params: dict) -> tuple:
+    size = params["size"]
+    p = params["pixel_size_um"] = 0.05
+    zs = (np.arange(AXIAL_PLANES) - (AXIAL_PLANES - 1) / 2) * AXIAL_SPACING_UM
+    layers = []
+    for _ in range(4):
+        pts = _field_points(rng, size, p, str(rng.choice(SPECIMENS)))
+        tilt_x, tilt_y = rng.uniform(-0.3, 0.3, 2)  # µm of depth per µm across the field
+        centre = size * p / 2
+        z = pts.z + rng.uniform(-1.4, 1.4) + tilt_x * (pts.x - centre) + tilt_y * (pts.y - centre)
+        layers.append(Points(pts.x, pts.y, z, pts.w))
+    modality = str(rng.choice(["Confocal", "STED"]))
+    sat = float(rng.uniform(7.5, 32.5))
+    psf = Optics().psf(modality, sat / saturation(1.0))
+    stack = render.render(Points.concat(layers), (0.0, 0.0), (size, size), p, [psf], zs)[0]
+    low = _log_uniform(rng, *AXIAL_LOW_PHOTONS)
+    ratio = float(rng.uniform(*AXIAL_DOSE_RATIO))
+    background = 0.01 * stack.mean() + 0.05 / low  # out-of-focus and dark counts per label
+    offset = _SCOPE_DETECTOR.offset
+    degraded = _SCOPE_DETECTOR.sample((stack + background) * low, noise)
+    high = _SCOPE_DETECTOR.sample((stack + background) * low * ratio, noise)
+    target = (high - offset) / ratio + offset  # the high-dose stack in the degraded's photons
+    params |= {
+        "modality": modality,
+        "z_um": zs.tolist(),
+        "plane_spacing_um": AXIAL_SPACING_UM,
+        "photons_per_label": low,
+        "target_dose_ratio": ratio,
+        "psf_fwhm_nm": psf.fwhm_nm,
+        "axial_fwhm_nm": psf.axial_fwhm_nm,
+        "detector": _SCOPE_DETECTOR.to_dict(),
+    }
+    return degraded, target, params
+
+
 def _base_field(rng: np.random.Generator, params: dict, pixel_um: float) -> np.ndarray:
     """Confocal-like expected photons for the defect tasks (peak 20–200 photons)."""
     size = params["size"]
@@ -356,6 +407,7 @@ _MAKERS: dict[str, Callable[[np.random.Generator, np.random.Generator, dict], tu
     "haze": _haze,
     "stripes": _stripes,
     "detector": _detector,
+    "axial": _axial,
 }
 
 

@@ -47,15 +47,17 @@ class DataConfig(Protocol):
 
 
 class PairDataset:
-    """Normalised (degraded, target) pairs ``(N, Y, X)`` float32, served as augmented crops."""
+    """Normalised (degraded, target) pairs ``(N, Y, X)`` float32, served as augmented crops;
+    the degraded member may have channels, ``(N, C, Y, X)`` (e.g. an axial model's inputs)."""
 
     def __init__(self, degraded: np.ndarray, target: np.ndarray) -> None:
         degraded = np.ascontiguousarray(degraded, np.float32)
         target = np.ascontiguousarray(target, np.float32)
-        if degraded.ndim != 3 or degraded.shape != target.shape:
+        frames = degraded.shape if degraded.ndim == 3 else degraded.shape[:1] + degraded.shape[2:]
+        if degraded.ndim not in (3, 4) or target.ndim != 3 or frames != target.shape:
             raise ValueError(
-                f"PairDataset needs two (N, Y, X) stacks of one shape, got {degraded.shape} "
-                f"and {target.shape}"
+                f"PairDataset needs (N, Y, X) or (N, C, Y, X) degraded and (N, Y, X) targets "
+                f"of one shape, got {degraded.shape} and {target.shape}"
             )
         self.degraded, self.target = degraded, target
 
@@ -107,9 +109,10 @@ class PairDataset:
     ) -> tuple[Tensor, Tensor]:
         """Random crops with a random flip and rot90, the same for both members of a pair.
 
-        Returns two ``(batch_size, 1, patch_size, patch_size)`` float32 tensors, normalised.
+        Returns two ``(batch_size, C, patch_size, patch_size)`` float32 tensors, normalised
+        (C = 1, or the degraded member's channels).
         """
-        n, h, w = self.degraded.shape
+        n, h, w = self.target.shape
         if patch_size > min(h, w):
             raise ValueError(f"patch_size {patch_size} exceeds the pairs' size {h}×{w}")
         idx = torch.randint(n, (batch_size,), generator=generator).tolist()
@@ -121,8 +124,8 @@ class PairDataset:
         for arr in (self.degraded, self.target):
             crops = []
             for i, top, left, flip, rot in zip(idx, tops, lefts, flips, rots, strict=True):
-                c = torch.from_numpy(arr[i, top : top + patch_size, left : left + patch_size])
+                c = torch.from_numpy(arr[i, ..., top : top + patch_size, left : left + patch_size])
                 c = torch.rot90(c.flip(-1) if flip else c, rot, dims=(-2, -1))
-                crops.append(c)
-            out.append(torch.stack(crops)[:, None].contiguous())
+                crops.append(c if c.ndim == 3 else c[None])
+            out.append(torch.stack(crops).contiguous())
         return out[0], out[1]

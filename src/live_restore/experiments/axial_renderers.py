@@ -1,0 +1,60 @@
+"""How ``bench restorers --task axial``'s JSON is drawn: see
+:mod:`live_restore.experiments.bench_renderers`."""
+
+from __future__ import annotations
+
+import math
+
+from live_restore.experiments.markdown import number, table
+from live_restore.experiments.model_cards import ShippedModel
+
+#: Floors first, in this order, then the models.
+AXIAL_FLOORS = ("raw_every_plane", "linear", "cubic", "classical_cubic")
+COLUMNS = (("psnr_filled", "PSNR filled planes"), ("psnr_acquired", "PSNR acquired planes"),
+           ("psnr_all", "PSNR all"), ("ssim_all", "SSIM volume"), ("ms_per_stack", "ms/stack"))
+
+
+def _cell(key: str, value: float) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return "–"
+    return number(value, 3 if key.startswith("ssim") else 0 if key.startswith("ms") else 2)
+
+
+def axial_data(data: dict) -> str:
+    return (f"report data: {data['stacks']} simulated stacks of {data['planes']} planes "
+            f"{data['plane_spacing_um'] * 1000:.0f} nm apart, {data['size']}² "
+            f"({', '.join(data['modalities'])}), report seed {data['report_seed']} (training "
+            f"seed {data['training_seed']}; {data['selection']}); {data['cpu_count']} CPU "
+            "cores. Every k-th plane acquired; `raw_every_plane` is the stack acquired at "
+            "every plane at the same dose per plane (k times the light).")
+
+
+def axial_body(data: dict, shipped: dict[str, ShippedModel]) -> list[str]:
+    lines: list[str] = []
+    for k, rows in data["results"].items():
+        order = [m for m in AXIAL_FLOORS if m in rows] + [m for m in rows if m not in AXIAL_FLOORS]
+        body = [[f"**{m}**" if m in AXIAL_FLOORS else f"`{m}`",
+                 *(_cell(key, rows[m][key]) for key, _ in COLUMNS)] for m in order]
+        lines += [f"Every {k[1:]}th plane acquired:", "",
+                  *table(["stack restored by", *(h for _, h in COLUMNS)], body), ""]
+    for name, check in data["targets_check"].items():
+        gains = ", ".join(f"{k} {g:+.2f} dB ({check['filled_gain_over_best_floor_db'][k]:+.2f} "
+                          "over the best floor)"
+                          for k, g in check["filled_gain_over_cubic_db"].items())
+        cuts = ", ".join(f"{k} {gap:+.3f} ({'met' if check['dose_cut_met'][k] else 'not met'})"
+                         for k, gap in check["ssim_vs_raw_every_plane"].items())
+        lines.append(f"`{name}`: filled planes over cubic {gains}; target ≥ +3 dB over cubic: "
+                     f"{'met' if check['filled_gain_met'] else 'not met'}. Volume SSIM − the raw "
+                     f"stack acquired at every plane (a k-fold dose cut when ≥ 0): {cuts}.")
+    return [*lines, ""]
+
+
+def axial_headline(data: dict, shipped: dict[str, ShippedModel]) -> str:
+    parts = []
+    for k, rows in data["results"].items():
+        models = [m for m in rows if m not in AXIAL_FLOORS]
+        best = ", ".join(f"`{m}` {rows[m]['psnr_filled']:.2f}" for m in models)
+        floors = (f"cubic {rows['cubic']['psnr_filled']:.2f}, "
+                  f"linear {rows['linear']['psnr_filled']:.2f}")
+        parts.append(f"{k} filled planes: {best or 'no model'}; {floors}")
+    return "; ".join(parts)
