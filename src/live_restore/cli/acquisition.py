@@ -241,6 +241,25 @@ def acquire(
     _exit_status(report)
 
 
+def _fill_planes(input: Path, output: Path, model: str, every: int, device: str | None,
+                 overwrite: bool) -> None:
+    """``restore --fill-planes K``: an axial model fills the planes of a sparse z-stack."""
+    from live_restore.acquisition.batch import load_image, save_image
+    from live_restore.models.axial import AxialRestorer
+
+    if not model.endswith(".json"):
+        raise ValueError("--fill-planes needs --model PATH.json of an axial model (`live-restore "
+                         "train --task axial --method axial`)")
+    axial = AxialRestorer.load(model, device=device)
+    stack = load_image(input)
+    if stack.ndim != 3 or len(stack) < 2:
+        raise ValueError(f"--fill-planes needs a z-stack of ≥ 2 planes (Z×Y×X), got {stack.shape}")
+    out = axial.fill(stack, every)
+    save_image(output, out, overwrite=overwrite)
+    console.print(f"wrote {output} {out.shape} float32: {len(stack)} planes filled to "
+                  f"{len(out)} by {axial.name}@{axial.version}")
+
+
 @contextmanager
 def _progress_bar(label: str, *, until_used: bool = False) -> Iterator[Callable[[int, int], None]]:
     """A progress bar as a ``progress(done, total)`` callback; ``until_used``: hidden until its
@@ -373,8 +392,13 @@ def restore(
     dask: DaskOption = False,
     scheduler: SchedulerOption = None,
     workers: WorkersOption = 2,
+    fill_planes: Annotated[int, typer.Option(
+        min=0, help="the input is a z-stack (Z×Y×X) acquired every K-th plane: restore every "
+                    "plane at the finer spacing with the axial model --model PATH (0: off)")
+    ] = 0,
 ) -> None:
-    """Restore a file frame by frame; float32 out, same shape."""
+    """Restore a file frame by frame; float32 out, same shape (with --fill-planes K, a
+    z-stack with the planes between the acquired ones filled: (Z − 1)·K + 1 planes)."""
     from live_restore.acquisition.batch import (
         check_output,
         load_image,
@@ -386,6 +410,9 @@ def restore(
 
     try:
         check_output(output, overwrite=overwrite)
+        if fill_planes:
+            _fill_planes(input, output, model, fill_planes, device, overwrite)
+            return
         name = auto_model_name() if model == AUTO else model
         restorer = get_restorer(name, device=device, calibration=_calibration(calibration))
         options = restore_options(restorer, samples=samples, steps=steps)

@@ -155,6 +155,15 @@ class AxialRestorer(TrainedRestorer):
     model_type = AxialNet
     stochastic = False
 
+    def fill(self, acquired: np.ndarray, every: int) -> np.ndarray:
+        """A stack acquired every ``every``-th plane ``(m, Y, X)`` → all ``(m − 1)·every + 1``
+        planes at the finer spacing, float32 in the input's units."""
+        if every < 1 or acquired.ndim != 3:
+            raise ValueError(f"expected an (m, Y, X) stack and every >= 1, got shape "
+                             f"{acquired.shape} and every={every}")
+        n_planes = (len(acquired) - 1) * every + 1
+        return self.restore_stack(acquired, acquired_planes(n_planes, every), n_planes)
+
     @torch.inference_mode()
     def restore_stack(self, acquired: np.ndarray, positions: np.ndarray,
                       n_planes: int) -> np.ndarray:
