@@ -50,17 +50,14 @@ def _channel_restorers(model: str, channels: list[str], *, every_channel: bool,
     """``--model`` for each of ``channels`` (``auto``: the shipped model that fits each), one
     instance per model, averaging ``samples`` draws per frame; a single restorer when every
     channel of the run gets the same one."""
-    from live_restore.models.restorer import AUTO, Averaged, auto_model_name, get_restorer
+    from live_restore.models.restorer import restorers_by_channel
 
-    names = {c: auto_model_name(c) if model == AUTO else model for c in channels or [""]}
-    built = {n: get_restorer(n, device=device, calibration=calibration)
-             for n in dict.fromkeys(names.values())}
-    if samples > 1:  # a deterministic restorer's draws would all be the same
-        built = {n: Averaged(r, samples) if getattr(r, "stochastic", False) else r
-                 for n, r in built.items()}
-    if every_channel and len(built) == 1:
-        return next(iter(built.values()))
-    return {channel: built[name] for channel, name in names.items()}
+    per_channel = restorers_by_channel(dict.fromkeys(channels or [""], model), device=device,
+                                       calibration=calibration, samples=samples)
+    instances = list({id(r): r for r in per_channel.values()}.values())
+    if every_channel and len(instances) == 1:
+        return instances[0]
+    return per_channel  # type: ignore[return-value]  (no channel is left raw here)
 
 
 def _adapt_first_plan(frames: int, steps: int | None, bases: Iterable[Restorer] = ()

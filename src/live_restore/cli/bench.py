@@ -181,16 +181,22 @@ def bench_restorers_cmd(
             for t in tasks
         }
         for spec in model or []:
-            key, eq, path = spec.partition("=")
-            name, colon, method = key.partition(":")
-            if not (eq and colon):
-                raise ValueError(f"--model must be TASK:METHOD=PATH, got {spec!r}")
+            name, method, path = _model_spec(spec)
             models.setdefault(name, {})[method] = path
         result = bench_restorers(tasks, models, quick, frames=frames, size=size, device=device)
     except ValueError as exc:
         raise fail(exc) from exc
     json_out.write_text(json.dumps(result, indent=2))
     console.print_json(json.dumps(result["targets_check"]))
+
+
+def _model_spec(spec: str) -> tuple[str, str, str]:
+    """``--model TASK:METHOD=PATH`` as its three parts."""
+    key, eq, path = spec.partition("=")
+    task, colon, method = key.partition(":")
+    if not (eq and colon):
+        raise ValueError(f"--model must be TASK:METHOD=PATH, got {spec!r}")
+    return task, method, path
 
 
 def _bench_axial(specs: list[str], quick: bool, stacks: int | None, size: int | None) -> dict:
@@ -201,9 +207,8 @@ def _bench_axial(specs: list[str], quick: bool, stacks: int | None, size: int | 
 
     models = {"axial": MODELS_DIR / "axial.json"} if (MODELS_DIR / "axial.json").is_file() else {}
     for spec in specs:
-        key, eq, path = spec.partition("=")
-        task, colon, name = key.partition(":")
-        if not (eq and colon) or task != "axial":
+        task, name, path = _model_spec(spec)
+        if task != "axial":
             raise ValueError(f"--model must be axial:NAME=PATH with --task axial, got {spec!r}")
         models[name] = Path(path)
     return bench_axial(stacks=stacks or (4 if quick else 16), size=size or (128 if quick else 256),

@@ -54,9 +54,9 @@ def axial_fill_pairs() -> PairSource:
     def make_pairs(n: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         degraded, target, _ = sim.make_pairs("axial", n, seed, size)
         n_planes = degraded.shape[1]
-        filled = [interpolate_planes(stack[acquired_planes(n_planes, k)],
-                                     acquired_planes(n_planes, k), n_planes)
-                  for stack in degraded for k in sim.tasks.AXIAL_SPARSITY]
+        thinned = [acquired_planes(n_planes, k) for k in sim.tasks.AXIAL_SPARSITY]
+        filled = [interpolate_planes(stack[planes], planes, n_planes)
+                  for stack in degraded for planes in thinned]
         truth = [stack for stack in target for _ in sim.tasks.AXIAL_SPARSITY]
         return np.concatenate(filled), np.concatenate(truth)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ __all__ = [
     "auto_model_name",
     "get_restorer",
     "list_models",
+    "restorers_by_channel",
 ]
 
 MODELS_DIR = Path(__file__).parents[1] / "weights"
@@ -110,6 +112,24 @@ def auto_model_name(channel: str = "") -> str:
     user: its output is not the frame's own modality, so it must be asked for by name."""
     name = "sted_denoise" if "sted" in channel.lower() else "denoise"
     return name if _model_files(name) is not None else "classical"
+
+
+def restorers_by_channel(
+    names: Mapping[str, str | None], *, device: str | None = None,
+    calibration: Calibration | None = None, samples: int = 1,
+) -> dict[str, Restorer | None]:
+    """``channel -> model name`` as restorers: ``auto`` is :func:`auto_model_name` of the
+    channel, None leaves the channel raw. One instance per model, shared by its channels; with
+    ``samples`` > 1 each sampling model gives the mean of that many draws (a deterministic
+    restorer's draws would all be the same)."""
+    resolved = {c: auto_model_name(c) if name == AUTO else name for c, name in names.items()}
+    built: dict[str, Restorer] = {
+        name: get_restorer(name, device=device, calibration=calibration)
+        for name in dict.fromkeys(resolved.values()) if name is not None}
+    if samples > 1:
+        built = {n: Averaged(r, samples) if getattr(r, "stochastic", False) else r
+                 for n, r in built.items()}
+    return {channel: None if name is None else built[name] for channel, name in resolved.items()}
 
 
 def get_restorer(

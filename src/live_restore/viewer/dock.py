@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 )
 
 from live_restore.acquisition.run import AcquisitionReport, model_record, run_acquisition
-from live_restore.models.restorer import AUTO, Restorer, auto_model_name, get_restorer, list_models
+from live_restore.models.restorer import AUTO, Restorer, list_models, restorers_by_channel
 from live_restore.viewer.window import TICK_MS, RestoreWindow
 
 if TYPE_CHECKING:
@@ -50,12 +50,10 @@ RAW_ONLY = "raw only"
 
 def chosen_restorers(choices: Mapping[str, str], device: str | None = None
                      ) -> dict[str, Restorer | None]:
-    """``channel -> model name`` (``auto``, a model, or :data:`RAW_ONLY`) as restorers, one
-    instance per model; None for a channel left raw."""
-    names = {c: auto_model_name(c) if name == AUTO else name for c, name in choices.items()}
-    built = {n: get_restorer(n, device=device) for n in dict.fromkeys(names.values())
-             if n != RAW_ONLY}
-    return {channel: built.get(name) for channel, name in names.items()}
+    """The dock's choices (``auto``, a model, or :data:`RAW_ONLY`) per channel as restorers,
+    one instance per model; None for a channel left raw."""
+    return restorers_by_channel(
+        {c: None if name == RAW_ONLY else name for c, name in choices.items()}, device=device)
 
 
 class RestoreDock(QWidget):

@@ -175,21 +175,25 @@ class RestoreWindow(QWidget):
         self._woken.clear()
         if not news:
             return False
-        if self.follow_box.isChecked():
-            newest = (self.store.latest(FrameStatus.RESTORED)
-                      or self.store.latest(FrameStatus.RAW))
-            if newest is not None:
-                self.show_frame(newest)
-        for series in self.series.values():
-            series.data_changed.emit()  # the frame shown may have changed under the panel
-        self._describe()
+        newest = (self.store.latest(FrameStatus.RESTORED) or self.store.latest(FrameStatus.RAW)
+                  if self.follow_box.isChecked() else None)
+        if newest is not None and self._full_index(newest) != self.shown:
+            self.show_frame(newest)  # the panels read the frame they move to
+        else:
+            for series in self.series.values():
+                series.data_changed.emit()  # the frame shown may have changed under the panel
+            self._describe()
         self.redraws += 1
         return True
 
+    def _full_index(self, index: dict[str, int]) -> dict[str, int]:
+        """``index`` over every axis of the store (missing axes: 0)."""
+        assert self.store is not None
+        return {axis: int(index.get(axis, 0)) for axis in self.store.sizes}
+
     def show_frame(self, index: dict[str, int]) -> None:
         """Show frame ``index`` (missing axes: 0) in every panel."""
-        assert self.store is not None
-        self.shown = {axis: int(index.get(axis, 0)) for axis in self.store.sizes}
+        self.shown = self._full_index(index)
         self._setting_index = True
         try:
             for viewer in self.panels.values():
