@@ -130,7 +130,31 @@ def test_bench_axial_reports_floors_models_and_the_targets(tmp_path: Path) -> No
     check = report["targets_check"]["axial"]
     assert check["filled_gain_met"] is False and "dose_cut_4x_met" in check
     assert set(check["dose_cut_met"]) == {"k2", "k4"}
+    assert report["model_versions"] == {"axial": AxialRestorer.load(path).version}
+    assert report["dose_arm"] is None  # only with a dose_model
     json.dumps(report)  # the JSON the CLI writes
+
+
+def test_the_dose_arm_counts_skipped_planes_as_dose(tmp_path: Path) -> None:
+    """Photons per stack = dose per plane × planes acquired / all planes; more dose gives the
+    raw stack a better SSIM; the cheapest restored stack reaching the reference is named."""
+    from live_restore.experiments.bench_axial import dose_arm
+
+    torch.manual_seed(0)
+    path = AxialRestorer(AxialNet(AxialConfig.for_task("axial", **TINY)),
+                         device="cpu").save(tmp_path / "tiny")
+    arm = dose_arm(path, stacks=1, size=32, seed=30000, doses=(1.0, 4.0))
+    rows = {(r["restored_by"], r["every"], r["dose"]): r for r in arm["rows"]}
+    assert rows[("axial", 4, 4.0)]["planes"] == 5
+    assert rows[("axial", 4, 4.0)]["photons_per_stack"] == pytest.approx(4.0 * 5 / AXIAL_PLANES)
+    assert rows[("raw", 1, 4.0)]["ssim_all"] > rows[("raw", 1, 1.0)]["ssim_all"]
+    assert arm["reference"]["ssim_all"] == rows[("raw", 1, 1.0)]["ssim_all"]
+    cheapest = arm["cheapest_meeting_reference"]
+    if cheapest is not None:
+        assert cheapest["ssim_all"] >= arm["reference"]["ssim_all"]
+        assert arm["photons_per_stack_cut"] == pytest.approx(1 / cheapest["photons_per_stack"])
+    with pytest.raises(ValueError, match="axial task"):
+        make_pair("denoise", seed=1, size=16, dose=2.0)
 
 
 def test_the_cli_keeps_stacks_and_frames_apart(tmp_path: Path) -> None:
@@ -200,7 +224,7 @@ def test_restore_fills_the_planes_of_a_sparse_stack(tmp_path: Path) -> None:
     # untrained: linear interpolation, so an acquired plane comes back as it went in
     np.testing.assert_allclose(full[8], sparse[2], rtol=1e-4, atol=1e-3)
     result = runner.invoke(app, [*args[:5], "--model", "denoise", "--overwrite"])
-    assert result.exit_code == 1 and "axial model" in result.output
+    assert result.exit_code == 1 and "needs a z-stack model" in result.output
     tifffile.imwrite(tmp_path / "frame.tif", sparse[0])
     result = runner.invoke(app, ["restore", str(tmp_path / "frame.tif"),
                                  str(tmp_path / "out.tif"), "--fill-planes", "2",

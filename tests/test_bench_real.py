@@ -28,8 +28,8 @@ QUICK = BENCH_REAL_PRESETS["quick"]
 SHIPPED = {
     m["name"]
     for m in list_models()
-    if m["kind"] == "shipped" and json.loads(Path(m["path"]).read_text())["format"]
-    not in BASELINE_FORMATS
+    if m["kind"] == "shipped" and m["restores"] == "frames"
+    and json.loads(Path(m["path"]).read_text())["format"] not in BASELINE_FORMATS
 }
 FLOORS = {"raw", "gaussian", "classical"}
 

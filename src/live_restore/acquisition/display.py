@@ -40,7 +40,12 @@ from typing import Any
 
 import numpy as np
 
-from live_restore.acquisition.layout import AXIS_UNITS, POSITION_AXES, initial_window
+from live_restore.acquisition.layout import (
+    AXIS_UNITS,
+    POSITION_AXES,
+    initial_window,
+    result_sizes,
+)
 
 __all__ = ["ImageMetadata", "frame_range", "image_paths", "measured_interval_s", "ome_xml"]
 
@@ -93,9 +98,11 @@ def ome_xml(info: Mapping[str, Any]) -> str:
     """``OME/METADATA.ome.xml`` for a store's ``live_restore`` record: one metadata-only Image
     per series, in the order ``OME/zarr.json`` lists them, with ID ``Image:NAME`` so that
     readers that follow the bioformats2raw layout (napari-ome-zarr) find each image's group."""
-    sizes, (height, width) = info["sizes"], info["frame_shape"]
+    (height, width) = info["frame_shape"]
     root = ET.Element("OME", xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06")
     for kind, entries in info["series"].items():
+        sizes = (info["sizes"] if kind == "raw"
+                 else result_sizes(info["sizes"], info.get("fill_planes", 1)))
         dtype = np.dtype(info["raw_dtype"] if kind == "raw" else "float32")
         pixel_type = (dtype.name if dtype.kind in "ui" and dtype.itemsize <= 4
                       else "double" if dtype.itemsize == 8 else "float")

@@ -22,6 +22,7 @@ from pymmcore_plus import CMMCorePlus
 from live_restore.acquisition.adapt_first import AdaptFirst, LiveAdaptation
 from live_restore.acquisition.engine import draining_engine
 from live_restore.acquisition.restore_loop import ChannelRestorers, channel_restorer
+from live_restore.acquisition.stacks import StackAssembler, stack_restorers
 from live_restore.acquisition.store import AcquisitionStore
 from live_restore.acquisition.worker import (
     DEFAULT_BATCH_SIZE,
@@ -32,6 +33,7 @@ from live_restore.acquisition.worker import (
     RestoreWorker,
     StoreSink,
 )
+from live_restore.models.restorer import restores_stacks
 
 if TYPE_CHECKING:
     import useq
@@ -88,6 +90,10 @@ class LiveRestorer:
     adapts each restored channel's model on its first frames and restores the channel with the
     adapted model (:mod:`live_restore.acquisition.adapt_first`); it needs ``drain``, and the
     drain waits for the adaptations unless the run is interrupted (Ctrl-C).
+
+    A channel whose model restores z-stacks (axial) is restored a stack at a time: the stack
+    is queued when its last plane is saved (after the sequence, an unfinished stack with the
+    planes it has) and written at the store's restored z spacing (``fill_planes``).
     """
 
     def __init__(
@@ -106,6 +112,13 @@ class LiveRestorer:
         if adapt_first is not None and not drain:
             raise ValueError("adapt-first restores the first frames again after the run's "
                              "adaptation; it cannot leave the backlog for resume (drain=False)")
+        restorer = stack_restorers(restorer, store.sizes, store.fill_planes)
+        if adapt_first is not None and any(
+                restores_stacks(r) for r in (restorer.values() if isinstance(restorer, Mapping)
+                                             else [restorer])):
+            raise ValueError("adapt-first adapts frame restorers; a z-stack model (axial) "
+                             "cannot be adapted live")
+        self._stacks = StackAssembler(store.sizes) if "z" in store.sizes else None
         self.core = core
         self.annotate = annotate
         self.store = store
@@ -161,6 +174,11 @@ class LiveRestorer:
         if restorer is None:
             self.skipped += 1
             self._sink.skip_channel(index, channel)
+            return
+        if restores_stacks(restorer):
+            if self._stacks.add(index):
+                self._worker.submit(RestoreJob(index, event, t_ready, None, None, restorer,
+                                               channel, stack=True))
             return
         keep = self._reserve_ram(img.nbytes)
         self._worker.submit(RestoreJob(index, event, t_ready, img if keep else None,
@@ -268,7 +286,7 @@ class LiveRestorer:
         Frames already queued keep the restorer they were queued with; the store records per
         frame which model (name@checksum) restored it, so a swap is visible in the data.
         """
-        self._restorer = restorer
+        self._restorer = stack_restorers(restorer, self.store.sizes, self.store.fill_planes)
 
     # -- internals ---------------------------------------------------------------------------
     def _start_worker(self) -> None:
@@ -282,8 +300,18 @@ class LiveRestorer:
         """Send the worker its stop marker once: after the sequence, or when waited on."""
         with self._start_lock:
             if self._started and not self._finish_sent:
+                for index in self._stacks.unfinished() if self._stacks is not None else []:
+                    self._submit_stack(index)
                 self._worker.finish(self.drain)
                 self._finish_sent = True
+
+    def _submit_stack(self, index: dict[str, int]) -> None:
+        """Queue a stack that did not get every plane, with its channel's stack restorer."""
+        channel = self.store.channel_name(index)
+        restorer = channel_restorer(self._restorer, channel)
+        if restores_stacks(restorer):
+            self._worker.submit(RestoreJob(index, None, time.perf_counter(), None, None,
+                                           restorer, channel, stack=True))
 
     def _reserve_ram(self, nbytes: int) -> bool:
         with self._ram_lock:

@@ -30,6 +30,7 @@ __all__ = [
     "image_kinds",
     "initial_window",
     "prepare_path",
+    "result_sizes",
     "series_names",
     "software_versions",
     "store_sizes",
@@ -62,6 +63,20 @@ def image_kinds(uncertainty: bool) -> list[str]:
     """The images a store holds for every position, in the order ``OME/zarr.json`` lists them;
     ``uncertainty`` only when the restorer's std maps are kept."""
     return ["raw", "restored"] + (["uncertainty"] if uncertainty else [])
+
+
+def result_sizes(sizes: Mapping[str, int], fill_planes: int) -> dict[str, int]:
+    """The axes of the restored (and uncertainty) images: the raw ``sizes`` with, when a
+    z-stack is acquired every ``fill_planes``-th plane, the planes in between added:
+    ``(z − 1)·fill_planes + 1`` planes at ``1/fill_planes`` of the acquired z step."""
+    if fill_planes < 1:
+        raise ValueError(f"fill_planes must be >= 1, got {fill_planes!r}")
+    if fill_planes > 1 and "z" not in sizes:
+        raise ValueError("filling planes needs a z-stack: the sequence has no z plan")
+    out = dict(sizes)
+    if "z" in out:
+        out["z"] = (out["z"] - 1) * fill_planes + 1
+    return out
 
 
 def series_names(

@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -135,7 +135,15 @@ class Ledger:
     # ------------------------------------------------------------------ journal
 
     def _apply(self, record: Mapping[str, Any]) -> None:
-        """Fold one journal record into the in-memory state (caller holds the lock)."""
+        """Fold one journal record into the in-memory state (caller holds the lock); a stack's
+        record (``"z"``: its planes) applies to each of its planes."""
+        if "z" in record:
+            at = self.axes.index("z")
+            for z in record["z"]:
+                key = list(record["i"])
+                key[at] = int(z)
+                self._apply({k: v for k, v in record.items() if k != "z"} | {"i": key})
+            return
         key = tuple(record["i"])
         status = _STATUS_BY_NAME[record["s"]]
         self._latest[status] = key
@@ -246,6 +254,17 @@ class Ledger:
         """A frame failed, was skipped or was lost for ``reason``; True when a flush is due."""
         return self._append({"i": list(key), "s": STATUS_NAMES[status], "reason": str(reason)})
 
+    def record_stack(self, key: FrameKey, planes: Sequence[int], status: FrameStatus, *,
+                     model: str = "", reason: str = "") -> bool:
+        """One outcome for a whole z-stack, one journal line: ``key`` names the stack (its z
+        is ignored), ``planes`` the raw planes the outcome covers; ``model`` for RESTORED,
+        ``reason`` otherwise. True when a flush is due."""
+        record: dict[str, Any] = {"i": list(key), "z": [int(z) for z in planes],
+                                  "s": STATUS_NAMES[status]}
+        record.update({"model": model} if status == FrameStatus.RESTORED
+                      else {"reason": str(reason)})
+        return self._append(record)
+
     def note_raw_chunk(self, key: FrameKey) -> bool:
         """A raw chunk file exists for ``key``; True if the journal had no line for it (a crash
         between the pixels and the journal), in which case it now counts as written."""
@@ -304,6 +323,21 @@ class Ledger:
         with self._lock:
             found = np.bincount(self._status.ravel(), minlength=len(FrameStatus))
         return {STATUS_NAMES[s]: int(found[s]) for s in FrameStatus}
+
+    def stack_counts(self) -> dict[str, int]:
+        """Z-stacks (every index but z) by how far they are: ``acquired`` (at least one raw
+        plane), ``restored`` (every raw plane restored), ``pending`` (a plane waits),
+        ``failed`` (a plane failed)."""
+        at = self.axes.index("z")
+        with self._lock:
+            status, has_raw = self._status, self._has_raw
+            done = (status == FrameStatus.RESTORED) | ~has_raw
+            return {
+                "acquired": int(has_raw.any(axis=at).sum()),
+                "restored": int((done.all(axis=at) & has_raw.any(axis=at)).sum()),
+                "pending": int((status == FrameStatus.RAW).any(axis=at).sum()),
+                "failed": int((status == FrameStatus.FAILED).any(axis=at).sum()),
+            }
 
     def record_of(self, key: FrameKey) -> dict[str, Any]:
         """What the journal says of one frame: its status and, as they apply, the model that
@@ -386,6 +420,8 @@ class Ledger:
             "lost": lost,
             "below_floor": below_floor,
         }
+        if "z" in self.axes:
+            summary["stacks"] = self.stack_counts()
         return summary, status, meta
 
     def flushed(self) -> None:

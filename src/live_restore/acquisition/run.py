@@ -23,9 +23,10 @@ from live_restore.acquisition.restore_loop import (
     restore_frames,
 )
 from live_restore.acquisition.space import check_free_space, space_needed
+from live_restore.acquisition.stacks import stack_restorers
 from live_restore.acquisition.store import AcquisitionStore, FrameIndex
-from live_restore.acquisition.worker import DEFAULT_BATCH_SIZE, StoreSink
-from live_restore.models.restorer import Restorer, get_restorer
+from live_restore.acquisition.worker import DEFAULT_BATCH_SIZE, StackSink, StoreSink
+from live_restore.models.restorer import Restorer, get_restorer, restores_stacks
 
 if TYPE_CHECKING:
     import useq
@@ -102,6 +103,7 @@ def run_acquisition(
     drain: bool = True,
     model_info: Mapping[str, Any] | None = None,
     uncertainty: bool = False,
+    fill_planes: int = 1,
     on_interrupt: Literal["finish", "leave"] = "finish",
     notify: Callable[[str], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -114,6 +116,8 @@ def run_acquisition(
     checked), the disk's free space is checked against the sequence's size and the store is
     created and locked, so a bad setup fails before any light reaches the sample.
     ``uncertainty`` keeps the restorer's std maps (from a restorer that averages draws).
+    ``fill_planes`` > 1: the sequence's z plan acquires every ``fill_planes``-th plane and a
+    z-stack model (axial) restores every plane (:meth:`AcquisitionStore.create`).
 
     The first Ctrl-C or SIGTERM stops the acquisition (:mod:`~live_restore.acquisition.
     interrupts`); the frames waiting are then restored (``on_interrupt="finish"``) or left for
@@ -129,10 +133,13 @@ def run_acquisition(
     shape, dtype = frame_format(core)
     with draining_engine(core):
         sizes = store_sizes(sequence)
-        check_free_space(Path(output), space_needed(sizes, shape, dtype, uncertainty=uncertainty))
+        stack_restorers(restorer, sizes, fill_planes)  # a bad pairing fails before any light
+        check_free_space(Path(output), space_needed(sizes, shape, dtype, uncertainty=uncertainty,
+                                                    fill_planes=fill_planes))
         store = AcquisitionStore.from_sequence(
             output, sequence, frame_shape=shape, dtype=dtype, overwrite=overwrite,
             pixel_size_um=core_pixel_size_um(core), uncertainty=uncertainty,
+            fill_planes=fill_planes,
         )
         try:
             if model_info:
@@ -155,6 +162,7 @@ def run_acquisition(
                 t_acq = _acquire_and_drain(core, sequence, live, interrupts, on_interrupt,
                                            progress) - t0
             pending = len(store.pending())  # after the drain (or the deferral)
+            counts = store.counts()  # frames, also where a stack model restored whole stacks
         finally:
             store.close()
     stats = live.stats
@@ -164,8 +172,8 @@ def run_acquisition(
         store=str(output),
         frames_emitted=live.frames_emitted,
         raw_frames_written=live.raw_frames_written,
-        restored=stats.restored,
-        failed=stats.failed,
+        restored=counts["restored"],
+        failed=counts["failed"],
         skipped=live.skipped,
         pending=pending,
         setup_seconds=t0 - t_call,
@@ -249,17 +257,24 @@ def resume(store_path: str | Path, restorer: ChannelRestorers,
     """Restore every frame the ledger does not mark done; return how many were restored.
 
     ``retry_failed`` restores the frames whose restoration failed too (a full disk, a model
-    that ran out of memory); ``progress(done, total)`` is called after each micro-batch.
+    that ran out of memory); ``progress(done, total)`` is called after each micro-batch. A
+    channel whose model restores z-stacks is restored stack by stack (counted in frames).
     """
     with AcquisitionStore.open(store_path) as store:
+        chosen = stack_restorers(restorer, store.sizes, store.fill_planes)
         todo = store.pending(retry_failed)
+        before = store.counts()["restored"]
 
         def restorer_for(index: FrameIndex) -> Restorer | None:
-            return channel_restorer(restorer, store.channel_name(index))
+            return channel_restorer(chosen, store.channel_name(index))
 
-        counts = restore_frames(
-            batched(todo, DEFAULT_BATCH_SIZE), read=store.read_raw, restorer_for=restorer_for,
-            sink=StoreSink(store),
-            progress=(lambda n: progress(n, len(todo))) if progress else None,
-        )
-    return counts.restored
+        stacks = [i for i in store.pending_stacks(retry_failed) if restores_stacks(
+            restorer_for(i))] if "z" in store.sizes else []
+        frames = [i for i in todo if not restores_stacks(restorer_for(i))]
+        report = (lambda n: progress(n, len(frames) + len(stacks))) if progress else None
+        restore_frames(batched(stacks, 1), read=store.read_raw_stack,
+                       restorer_for=restorer_for, sink=StackSink(store), progress=report)
+        restore_frames(batched(frames, DEFAULT_BATCH_SIZE), read=store.read_raw,
+                       restorer_for=restorer_for, sink=StoreSink(store),
+                       progress=(lambda n: report(n + len(stacks))) if report else None)
+        return store.counts()["restored"] - before

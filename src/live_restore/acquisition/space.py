@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from live_restore.acquisition.layout import result_sizes
+
 __all__ = ["SpaceNeeded", "check_free_space", "space_needed"]
 
 log = logging.getLogger(__name__)
@@ -41,12 +43,15 @@ class SpaceNeeded:
 
 
 def space_needed(sizes: Mapping[str, int], frame_shape: tuple[int, int], dtype: np.dtype | str,
-                 *, uncertainty: bool = False) -> SpaceNeeded:
-    """The space a store shaped ``sizes`` x ``frame_shape`` needs when every frame is kept."""
+                 *, uncertainty: bool = False, fill_planes: int = 1) -> SpaceNeeded:
+    """The space a store shaped ``sizes`` x ``frame_shape`` needs when every frame is kept
+    (``fill_planes``: restored z-stacks hold the filled planes too)."""
     frames = math.prod(int(v) for v in sizes.values())
-    pixels = frames * frame_shape[0] * frame_shape[1]
-    results = 2 if uncertainty else 1
-    return SpaceNeeded(frames, pixels * np.dtype(dtype).itemsize, pixels * 4 * results)
+    results = math.prod(int(v) for v in result_sizes(sizes, fill_planes).values())
+    plane = frame_shape[0] * frame_shape[1]
+    kinds = 2 if uncertainty else 1
+    return SpaceNeeded(frames, frames * plane * np.dtype(dtype).itemsize,
+                       results * plane * 4 * kinds)
 
 
 def _gb(n: float) -> str:

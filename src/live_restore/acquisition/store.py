@@ -7,7 +7,9 @@ Layout (a bioformats2raw-style container, so validating the root validates every
     STORE/OME/zarr.json        {"ome": {"version": "0.5", "series": ["raw", "restored", ...]}}
     STORE/OME/METADATA.ome.xml one metadata-only OME Image per series (napari finds them by it)
     STORE/raw/0                camera dtype       one multiscale image, single level "0"
-    STORE/restored/0           float32 (NaN until restored)
+    STORE/restored/0           float32 (NaN until restored); (Z − 1)·K + 1 planes where raw
+                               has Z when z-stacks are filled (``fill_planes`` K, see
+                               :mod:`live_restore.acquisition.stacks`)
     STORE/uncertainty/0        float32, only when requested
     STORE/ledger/journal.jsonl append-only record of every frame event (the source of truth)
     STORE/ledger/{status,time_ms,x_um,y_um,z_um}   snapshots of the journal, written on flush
@@ -67,12 +69,14 @@ from live_restore.acquisition.layout import (
     axis_steps,
     image_attrs,
     image_kinds,
+    result_sizes,
     series_names,
     software_versions,
     store_sizes,
 )
 from live_restore.acquisition.ledger import FrameKey, FrameStatus, Ledger, utc_now
 from live_restore.acquisition.lock import StoreLock, lock_new_store, released_on_error
+from live_restore.acquisition.stacks import ZStacks
 from live_restore.acquisition.store_files import (
     JOURNAL,
     STORE_FORMAT,
@@ -98,7 +102,7 @@ MODELS = "models"
 """The group of models made during the acquisition (see :meth:`AcquisitionStore.model_folder`)."""
 
 
-class AcquisitionStore:
+class AcquisitionStore(ZStacks):
     """Raw, restored and uncertainty images of one acquisition plus the ledger of what is done.
 
     Thread-safe: the acquisition thread calls ``write_raw`` while a restore worker calls
@@ -122,6 +126,8 @@ class AcquisitionStore:
         )
         self.raw_dtype = np.dtype(info["raw_dtype"])
         self.has_uncertainty: bool = bool(info["uncertainty"])
+        self.fill_planes = int(info.get("fill_planes", 1))
+        """Restored planes per acquired z step (1: restored z is raw z)."""
         self.channel_names: list[str] | None = info.get("channel_names")
         self._pos_axes = [a for a in self.sizes if a in POSITION_AXES]
         self._img_axes = [a for a in self.sizes if a not in POSITION_AXES]
@@ -157,8 +163,14 @@ class AcquisitionStore:
         uncertainty: bool = False,
         overwrite: bool = False,
         attrs: Mapping | None = None,
+        fill_planes: int = 1,
     ) -> AcquisitionStore:
-        """Create a new store; ``sizes`` are the non-YX axes in storage (pymmcore-plus) order."""
+        """Create a new store; ``sizes`` are the non-YX axes in storage (pymmcore-plus) order.
+
+        ``fill_planes`` > 1: the z-stacks are acquired every ``fill_planes``-th plane and
+        restored at every plane, so the restored images hold ``(z − 1)·fill_planes + 1``
+        planes at ``1/fill_planes`` of the raw z step (:func:`~live_restore.acquisition.
+        layout.result_sizes`); raw plane ``z`` is restored plane ``z·fill_planes``."""
         path = Path(path).expanduser().absolute()
         sizes = {str(k): int(v) for k, v in sizes.items()}
         if any(k in ("y", "x") for k in sizes) or any(v < 1 for v in sizes.values()):
@@ -178,17 +190,21 @@ class AcquisitionStore:
         if {"ome", "live_restore"} & attrs.keys():
             raise ValueError(f"attrs may not set reserved keys 'ome'/'live_restore': {attrs!r}")
         sequence = json.loads(sequence_json) if sequence_json else None
+        fill_planes = int(fill_planes)
+        result_sizes(sizes, fill_planes)  # raises for a bad fill before anything is written
 
         img_axes = [a for a in sizes if a not in POSITION_AXES]
         kinds = image_kinds(uncertainty)
         series = series_names(sizes, kinds)
+        steps = axis_steps(sequence)
+        result_steps = {a: v / fill_planes if a == "z" else v for a, v in steps.items()}
         image_meta = {  # validated here, before anything is written
             kind: image_attrs(
                 img_axes,
                 pixel_size_um,
                 np.dtype("float32") if kind != "raw" else raw_dtype,
                 channel_names or [None] * sizes.get("c", 1),
-                axis_steps(sequence),
+                steps if kind == "raw" else result_steps,
             )
             for kind in kinds
         }
@@ -206,6 +222,7 @@ class AcquisitionStore:
                 "channel_names": list(channel_names) if channel_names is not None else None,
                 "pixel_size_um": pixel_size_um or None,  # a core without one says 0
                 "uncertainty": bool(uncertainty),
+                "fill_planes": fill_planes,
                 "series": series,
                 "model": None,
                 "ledger": None,
@@ -300,8 +317,11 @@ class AcquisitionStore:
         return dict(zip(self.sizes, key, strict=True))
 
     def _locate(self, kind: str, key: FrameKey) -> tuple[zarr.Array, tuple[int, ...]]:
-        """The series array holding ``key`` and the frame's index inside it."""
+        """The series array holding ``key`` and the frame's index inside it (raw plane ``z``
+        of a filled stack is restored plane ``z·fill_planes``)."""
         named = dict(zip(self.sizes, key, strict=True))
+        if kind != "raw" and "z" in named:
+            named["z"] *= self.fill_planes
         pos = tuple(named[a] for a in self._pos_axes)
         return self._arrays[kind][pos], tuple(named[a] for a in self._img_axes)
 

@@ -21,7 +21,7 @@ from zarr.codecs.bytes import Endian
 from zarr.storage import LocalStore
 
 from live_restore.acquisition.display import ome_xml
-from live_restore.acquisition.layout import POSITION_AXES, image_kinds
+from live_restore.acquisition.layout import POSITION_AXES, image_kinds, result_sizes
 from live_restore.acquisition.ledger import META_KEYS, FrameKey, FrameStatus
 
 __all__ = [
@@ -64,9 +64,10 @@ def write_groups(path: Path, info: dict[str, Any], *, sequence: Any, attrs: Mapp
     root.create_group("OME", attributes={"ome": {"version": "0.5", "series": names}})
     (path / "OME" / "METADATA.ome.xml").write_text(ome_xml(info), encoding="utf-8")
     chunks = (1,) * len(img_axes) + frame_shape
-    shape = tuple(sizes[a] for a in img_axes) + frame_shape
     for kind in kinds:
         dtype_k = raw_dtype if kind == "raw" else np.dtype("float32")
+        kind_sizes = sizes if kind == "raw" else result_sizes(sizes, info["fill_planes"])
+        shape = tuple(kind_sizes[a] for a in img_axes) + frame_shape
         for _, name in series[kind]:
             image = root.create_group(name, attributes=image_meta[kind])
             image.create_array(

@@ -40,6 +40,7 @@ __all__ = [
     "RestoreJob",
     "RestoreStats",
     "RestoreWorker",
+    "StackSink",
     "StoreSink",
     "lower_thread_priority",
     "model_label",
@@ -92,6 +93,9 @@ class LiveRestorerSignals(SignalGroup):
 
     frameRestored = Signal(object, object, dict)
     """``(restored (Y, X) float32 in camera units, event: useq.MDAEvent, meta: dict)``."""
+    stackRestored = Signal(object, object)
+    """``(restored (Z', Y, X) float32 z-stack at the restored spacing, event of its last
+    plane)``: a stack model restored a whole stack."""
     restoreFailed = Signal(object, str)
     """``(event, reason)``: the raw frame is saved; the ledger holds the reason."""
     rawWriteFailed = Signal(object, str)
@@ -147,6 +151,22 @@ class StoreSink(FrameSink[FrameIndex]):
             log.exception("could not record the outcome of frame %s in the ledger", dict(key))
 
 
+class StackSink(FrameSink[FrameIndex]):
+    """Restored z-stacks into the store, one journal line per stack (the key is any index
+    of the stack); a failure marks every raw plane of the stack FAILED with its reason."""
+
+    def __init__(self, store: AcquisitionStore) -> None:
+        self.store = store
+
+    def write(self, key: FrameIndex, mean: np.ndarray, std: np.ndarray | None,
+              restorer: Restorer) -> None:
+        self.store.write_restored_stack(key, mean, model=model_label(restorer))
+
+    def fail(self, key: FrameIndex, reason: str, error: Exception) -> None:
+        log.warning("restoring the z-stack of %s failed: %s", dict(key), reason)
+        StoreSink._record(self.store.mark_stack_failed, key, reason)
+
+
 class _RedoSink(StoreSink):
     """Restoring a frame again with a switched-in model: a failure keeps the result the old
     model wrote (the frame stays RESTORED with its old model in the ledger)."""
@@ -158,7 +178,8 @@ class _RedoSink(StoreSink):
 
 @dataclass
 class RestoreJob:
-    """One frame waiting for the worker; ``frame`` is None when it must be read back."""
+    """One frame waiting for the worker; ``frame`` is None when it must be read back.
+    ``stack``: the job is the whole z-stack of ``index``, read back from the store."""
 
     index: dict[str, int]
     event: Any
@@ -167,6 +188,7 @@ class RestoreJob:
     meta: dict | None
     restorer: Restorer
     channel: str = ""
+    stack: bool = False
 
 
 @dataclass
@@ -181,21 +203,26 @@ class RestoreStats(LoopCounts):
 
 
 class _WorkerSink(FrameSink[RestoreJob]):
-    """The store sink plus the worker's signals and latencies."""
+    """The store's frame and stack sinks plus the worker's signals and latencies."""
 
-    def __init__(self, store: StoreSink, signals: LiveRestorerSignals, stats: RestoreStats):
-        self.store = store
+    def __init__(self, store: AcquisitionStore, signals: LiveRestorerSignals,
+                 stats: RestoreStats):
+        self.frames = StoreSink(store)
+        self.stacks = StackSink(store)
         self.signals = signals
         self.stats = stats
 
     def write(self, key: RestoreJob, mean: np.ndarray, std: np.ndarray | None,
               restorer: Restorer) -> None:
-        self.store.write(key.index, mean, std, restorer)
+        (self.stacks if key.stack else self.frames).write(key.index, mean, std, restorer)
         self.stats.latencies_ms.append((time.perf_counter() - key.t_ready) * 1e3)
-        self.signals.frameRestored.emit(mean, key.event, key.meta or {})
+        if key.stack:
+            self.signals.stackRestored.emit(mean, key.event)
+        else:
+            self.signals.frameRestored.emit(mean, key.event, key.meta or {})
 
     def fail(self, key: RestoreJob, reason: str, error: Exception) -> None:
-        self.store.fail(key.index, reason, error)
+        (self.stacks if key.stack else self.frames).fail(key.index, reason, error)
         self.signals.restoreFailed.emit(key.event, reason)
 
 
@@ -230,7 +257,7 @@ class RestoreWorker(threading.Thread):
         self.stats = RestoreStats()
         self.redo_counts = LoopCounts()
         """Frames restored again after a switch (not counted in ``stats``)."""
-        self._sink = _WorkerSink(StoreSink(store), signals, self.stats)
+        self._sink = _WorkerSink(store, signals, self.stats)
         self._redo_sink = _RedoSink(store)
         self._release_ram = release_ram
         self._queue: queue.Queue[Any] = queue.Queue()
@@ -355,6 +382,8 @@ class RestoreWorker(threading.Thread):
                 return
 
     def _load(self, job: RestoreJob) -> np.ndarray:
+        if job.stack:
+            return self.store.read_raw_stack(job.index)
         if job.frame is not None:
             frame = job.frame
             self._release_ram(frame.nbytes)

@@ -181,6 +181,10 @@ def acquire(
         help="after the first Ctrl-C / SIGTERM stops the acquisition: 'finish' restoring the "
              "frames waiting, or 'leave' them for `resume` (a second Ctrl-C always leaves)")
     ] = "finish",
+    fill_planes: Annotated[int, typer.Option(
+        min=1, help="the z plan acquires every K-th plane: a z-stack model (--model axial) "
+                    "restores each stack at K times finer z spacing as soon as its planes "
+                    "are in (K = 1: the stack model denoises the acquired planes)")] = 1,
     view: ViewOption = False,
     screenshot: ScreenshotOption = None,
 ) -> None:
@@ -225,7 +229,7 @@ def acquire(
                     return run_acquisition(
                         core, seq, output, per_channel, overwrite=overwrite, drain=not defer,
                         model_info=info, adapt_first=plan, on_interrupt=on_interrupt,
-                        uncertainty=samples > 1,
+                        uncertainty=samples > 1, fill_planes=fill_planes,
                         notify=lambda message: console.print(f"[yellow]{message}[/yellow]"),
                         progress=progress, watch=watch)
 
@@ -240,14 +244,14 @@ def acquire(
 
 def _fill_planes(input: Path, output: Path, model: str, every: int, device: str | None,
                  overwrite: bool) -> None:
-    """``restore --fill-planes K``: an axial model fills the planes of a sparse z-stack."""
+    """``restore --fill-planes K``: a z-stack model fills the planes of a sparse z-stack."""
     from live_restore.acquisition.batch import load_image, save_image
-    from live_restore.models.axial import AxialRestorer
+    from live_restore.models.restorer import AUTO, get_restorer, restores_stacks
 
-    if not model.endswith(".json"):
-        raise ValueError("--fill-planes needs --model PATH.json of an axial model (`live-restore "
-                         "train --task axial --method axial`)")
-    axial = AxialRestorer.load(model, device=device)
+    axial = get_restorer("axial" if model == AUTO else model, device=device)
+    if not restores_stacks(axial):
+        raise ValueError(f"--fill-planes needs a z-stack model such as axial; {model!r} "
+                         "restores frames")
     stack = load_image(input)
     if stack.ndim != 3 or len(stack) < 2:
         raise ValueError(f"--fill-planes needs a z-stack of ≥ 2 planes (Z×Y×X), got {stack.shape}")
@@ -391,7 +395,8 @@ def restore(
     workers: WorkersOption = 2,
     fill_planes: Annotated[int, typer.Option(
         min=0, help="the input is a z-stack (Z×Y×X) acquired every K-th plane: restore every "
-                    "plane at the finer spacing with the axial model --model PATH (0: off)")
+                    "plane at the finer spacing with a z-stack model (--model axial, the "
+                    "default here; K = 1 denoises the planes; 0: off)")
     ] = 0,
 ) -> None:
     """Restore a file frame by frame; float32 out, same shape (with --fill-planes K, a
@@ -403,7 +408,7 @@ def restore(
         restore_stack,
         save_image,
     )
-    from live_restore.models.restorer import AUTO, auto_model_name, get_restorer
+    from live_restore.models.restorer import AUTO, auto_model_name, get_restorer, restores_stacks
 
     try:
         check_output(output, overwrite=overwrite)
@@ -412,6 +417,9 @@ def restore(
             return
         name = auto_model_name() if model == AUTO else model
         restorer = get_restorer(name, device=device, calibration=_calibration(calibration))
+        if restores_stacks(restorer):
+            raise ValueError(f"model {name!r} restores z-stacks, not frames: pass "
+                             "--fill-planes K (1 to denoise the planes only)")
         options = restore_options(restorer, samples=samples, steps=steps)
         with (_cluster(dask, scheduler, workers, calibration) as client,
               _progress_bar("restoring") as progress):

@@ -201,7 +201,8 @@ def _model_spec(spec: str) -> tuple[str, str, str]:
 
 def _bench_axial(specs: list[str], quick: bool, stacks: int | None, size: int | None) -> dict:
     """``bench restorers --task axial``: the shipped ``axial`` model (if any) and every
-    ``--model axial:NAME=PATH``, on 4 stacks of 128² (``--quick``) or 16 of 256²."""
+    ``--model axial:NAME=PATH``, on 4 stacks of 128² (``--quick``) or 16 of 256²; the dose
+    arm with the model named ``axial``."""
     from live_restore.experiments.bench_axial import bench_axial
     from live_restore.models.restorer import MODELS_DIR
 
@@ -212,7 +213,7 @@ def _bench_axial(specs: list[str], quick: bool, stacks: int | None, size: int | 
             raise ValueError(f"--model must be axial:NAME=PATH with --task axial, got {spec!r}")
         models[name] = Path(path)
     return bench_axial(stacks=stacks or (4 if quick else 16), size=size or (128 if quick else 256),
-                       models=models)
+                       models=models, dose_model="axial" if "axial" in models else None)
 
 
 @bench_app.command("adapt")

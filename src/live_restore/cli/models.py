@@ -108,9 +108,9 @@ def models() -> None:
     """List the built-in, shipped and user models."""
     from live_restore.models.restorer import list_models
 
-    table = Table("name", "kind", "path")
+    table = Table("name", "kind", "restores", "path")
     for row in list_models():
-        table.add_row(row["name"], row["kind"], row["path"])
+        table.add_row(row["name"], row["kind"], row["restores"], row["path"])
     console.print(table)
 
 

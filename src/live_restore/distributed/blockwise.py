@@ -37,7 +37,7 @@ from live_restore.acquisition.restore_loop import LoopCounts, batched, channel_r
 from live_restore.acquisition.store import AcquisitionStore, FrameIndex
 from live_restore.acquisition.store_files import array_location, image_array
 from live_restore.acquisition.worker import DEFAULT_BATCH_SIZE, StoreSink
-from live_restore.models.restorer import Restorer, get_restorer
+from live_restore.models.restorer import Restorer, get_restorer, restores_stacks
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -182,6 +182,10 @@ def restore_store(
     path, so a deterministic model gives bit-identical frames."""
     loaded = {m: _cached_restorer(m, "cpu") for m in (
         {restorers} if isinstance(restorers, str) else set(restorers.values()))}
+    stacks = [m for m, r in loaded.items() if restores_stacks(r)]
+    if stacks:
+        raise ValueError(f"{stacks[0]!r} restores z-stacks, a stack at a time: run resume "
+                         "without --dask")
     counts = LoopCounts()
     with AcquisitionStore.open(store_path) as store:
         todo = store.pending(retry_failed)

@@ -46,7 +46,28 @@ def axial_body(data: dict, shipped: dict[str, ShippedModel]) -> list[str]:
         lines.append(f"`{name}`: filled planes over cubic {gains}; target ≥ +3 dB over cubic: "
                      f"{'met' if check['filled_gain_met'] else 'not met'}. Volume SSIM − the raw "
                      f"stack acquired at every plane (a k-fold dose cut when ≥ 0): {cuts}.")
-    return [*lines, ""]
+    return [*lines, "", *_dose_arm(data.get("dose_arm")), ""]
+
+
+def _dose_arm(arm: dict | None) -> list[str]:
+    """The dose arm: photons per stack (dose per plane × planes acquired) against SSIM."""
+    if not arm:
+        return []
+    reference = arm["reference"]["ssim_all"]
+    rows = [[f"`{r['restored_by']}`", f"1 in {r['every']}", str(r["planes"]),
+             number(r["dose"], 1), number(r["photons_per_stack"], 3), number(r["ssim_all"], 3),
+             "yes" if r["ssim_all"] >= reference else "no"]
+            for r in sorted(arm["rows"], key=lambda r: (r["photons_per_stack"], r["every"]))]
+    cheapest = arm["cheapest_meeting_reference"]
+    verdict = ("no restored stack reaches it" if cheapest is None else
+               f"the cheapest restored stack that reaches it acquires one plane in "
+               f"{cheapest['every']} at dose {number(cheapest['dose'], 1)}: "
+               f"{number(arm['photons_per_stack_cut'], 1)}× fewer photons per stack")
+    return [f"Dose arm (`{arm['model']}`, `{arm['model_version']}`): z-skipping counted as "
+            "dose. Photons per stack relative to the raw stack acquired at every plane at the "
+            f"task's dose (SSIM {number(reference, 3)}, the reference); {verdict}.", "",
+            *table(["stack restored by", "acquired", "planes", "dose per plane",
+                    "photons per stack", "SSIM volume", "≥ reference"], rows)]
 
 
 def axial_headline(data: dict, shipped: dict[str, ShippedModel]) -> str:

@@ -10,6 +10,12 @@ The first row is the raw stack acquired at every plane, at the same dose per pla
 the light of the thinned one. Scores against the high-dose stack, over the whole volume
 (normalised once, so planes keep their relative brightness): PSNR on the planes that were
 filled, on the acquired planes and on all, and the volume's SSIM.
+
+The dose arm counts z-skipping as dose: the same stacks acquired at several doses per plane
+and every k-th plane (k = 1 too: the model only denoises), so the light a stack costs is
+``dose × planes acquired``. Its reference is the raw stack acquired at every plane at the
+task's dose (1); the arm's answer is the cheapest stack whose restored volume SSIM reaches
+the reference's, and the photons per stack it saves.
 """
 
 from __future__ import annotations
@@ -29,12 +35,15 @@ from live_restore.models.axial import FORMAT as AXIAL_FORMAT
 from live_restore.models.axial import AxialRestorer, acquired_planes, interpolate_planes
 from live_restore.models.restorer import get_restorer
 
-__all__ = ["AXIAL_TARGET_GAIN_DB", "bench_axial"]
+__all__ = ["AXIAL_TARGET_GAIN_DB", "DOSE_ARM_DOSES", "bench_axial", "dose_arm"]
 
 AXIAL_TARGET_GAIN_DB = 3.0
 """Filled planes must beat cubic interpolation by this much (issue #26)."""
 
 FLOORS = ("raw_every_plane", "linear", "cubic", "classical_cubic")
+
+DOSE_ARM_DOSES = (0.5, 1.0, 2.0, 4.0)
+"""Dose per plane relative to the task's (its low dose: 2–20 photons per label)."""
 
 
 def _methods(models: dict[str, Path]) -> dict[str, Any]:
@@ -49,6 +58,13 @@ def _methods(models: dict[str, Path]) -> dict[str, Any]:
     for name, path in models.items():
         rows[name] = _model_fill(Path(path))
     return rows
+
+
+def _model_version(path: Path) -> str:
+    """The checksum every restored result of this model file records."""
+    if json.loads(path.read_text()).get("format") == AXIAL_FORMAT:
+        return AxialRestorer.load(path).version
+    return get_restorer(str(path)).version
 
 
 def _model_fill(path: Path) -> Any:
@@ -72,12 +88,53 @@ def _scores(restored: np.ndarray, target: np.ndarray, positions: np.ndarray) -> 
     return out
 
 
+def dose_arm(path: Path, *, stacks: int, size: int, seed: int,
+             sparsity: tuple[int, ...] = sim.tasks.AXIAL_SPARSITY,
+             doses: tuple[float, ...] = DOSE_ARM_DOSES) -> dict[str, Any]:
+    """The axial model ``path`` on the report stacks acquired at each dose in ``doses`` and
+    every k-th plane (k = 1 and ``sparsity``), scored by volume SSIM against the high-dose
+    stack of the task's dose; photons per stack relative to the full stack at dose 1."""
+    fill = AxialRestorer.load(path).restore_stack
+    _, target, _ = sim.make_pairs("axial", stacks, seed, size)
+    n_planes = target.shape[1]
+    rows = []
+    for dose in doses:
+        degraded, _, _ = sim.make_pairs("axial", stacks, seed, size, dose=dose)
+        rows.append({"dose": dose, "every": 1, "planes": n_planes, "restored_by": "raw",
+                     "photons_per_stack": dose, "ssim_all": float(np.mean(
+                         [ssim(stack, truth) for stack, truth in zip(degraded, target,
+                                                                     strict=True)]))})
+        for k in (1, *sparsity):
+            positions = acquired_planes(n_planes, k)
+            scores = [ssim(fill(stack[positions], positions, n_planes), truth)
+                      for stack, truth in zip(degraded, target, strict=True)]
+            rows.append({"dose": dose, "every": k, "planes": len(positions),
+                         "restored_by": "axial", "ssim_all": float(np.mean(scores)),
+                         "photons_per_stack": dose * len(positions) / n_planes})
+    reference = next(r for r in rows if r["restored_by"] == "raw" and r["dose"] == 1.0)
+    meeting = [r for r in rows if r["restored_by"] == "axial"
+               and r["ssim_all"] >= reference["ssim_all"]]
+    cheapest = min(meeting, key=lambda r: r["photons_per_stack"]) if meeting else None
+    return {
+        "model": str(path),
+        "model_version": AxialRestorer.load(path).version,
+        "reference": {"dose": 1.0, "every": 1, "ssim_all": reference["ssim_all"],
+                      "text": "the raw stack acquired at every plane at the task's dose"},
+        "rows": rows,
+        "cheapest_meeting_reference": cheapest,
+        "photons_per_stack_cut": None if cheapest is None else 1.0 / cheapest[
+            "photons_per_stack"],
+    }
+
+
 def bench_axial(*, stacks: int = 8, size: int = 128, seed: int = REPORT_SEED,
                 sparsity: tuple[int, ...] = sim.tasks.AXIAL_SPARSITY,
-                models: dict[str, Path] | None = None) -> dict[str, Any]:
+                models: dict[str, Path] | None = None,
+                dose_model: str | None = None) -> dict[str, Any]:
     """Every method on ``stacks`` report stacks at each k; means over stacks. The stacks use
     the restorer benchmark's report seed: the axial models train on seed 0 and no setting was
-    chosen on these."""
+    chosen on these. ``dose_model`` (a name in ``models``, an axial model) runs the dose arm
+    (:func:`dose_arm`) too."""
     degraded, target, params = sim.make_pairs("axial", stacks, seed, size)
     n_planes = degraded.shape[1]
     methods = _methods(models or {})
@@ -107,9 +164,14 @@ def bench_axial(*, stacks: int = 8, size: int = 128, seed: int = REPORT_SEED,
         "selection": "nothing was chosen on these stacks; the model's settings are a priori",
         "modalities": sorted({p["modality"] for p in params}),
         "models": {name: str(path) for name, path in (models or {}).items()},
+        "model_versions": {name: _model_version(Path(path))
+                           for name, path in (models or {}).items()},
         "sparsity": list(sparsity),
         "results": results,
         "targets_check": _targets(results, models or {}, sparsity),
+        "dose_arm": None if dose_model is None else dose_arm(
+            Path((models or {})[dose_model]), stacks=stacks, size=size, seed=seed,
+            sparsity=sparsity),
         "cpu_count": os.cpu_count(),
     }
 

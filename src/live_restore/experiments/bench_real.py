@@ -446,7 +446,7 @@ def _run_rows(
     sources = {"classical": ("floor", "classical")} | {
         model["name"]: ("model", model["path"])
         for model in list_models()
-        if model["kind"] == "shipped"
+        if model["kind"] == "shipped" and model["restores"] == "frames"
         # the simulator benchmark's CARE and DDPM are not restorers for users
         and json.loads(Path(model["path"]).read_text())["format"] not in BASELINE_FORMATS
     }

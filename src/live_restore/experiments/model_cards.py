@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from live_restore.experiments.markdown import metric, number, table
+from live_restore.models.axial import FORMAT as AXIAL_FORMAT
 from live_restore.models.configs import MSCGMConfig
 from live_restore.models.mscgm import FORMAT as MSCGM_FORMAT
 from live_restore.models.restorer import list_models
@@ -86,6 +87,10 @@ def _description(model: ShippedModel) -> list[str]:
         ["file", f"`{model.path.name}` + `{meta.get('weights', '?')}` ({meta.get('format')} "
                  f"v{meta.get('format_version')}, {meta.get('weights_dtype', '?')} weights)"],
         ["checksum", f"`{model.checksum}` (the version every restored frame records)"],
+        ["acquired planes read on each side / every k-th plane acquired in training",
+         f"{number(config.get('neighbours'))} / k = "
+         + ", ".join(str(k) for k in config.get("sparsity", []))]
+        if meta.get("format") == AXIAL_FORMAT else
         ["Haar levels / bridge steps / detail passes",
          f"{number(config.get('levels'))} / {number(config.get('steps'))} / "
          f"{number(config.get('detail_passes', 1))}"],
@@ -143,6 +148,22 @@ def _adaptation_scores(model: ShippedModel, benchmarks: dict[str, dict]) -> list
     ]
 
 
+def _axial_scores(model: ShippedModel, benchmarks: dict[str, dict]) -> list[list[str]]:
+    rows = []
+    for stem, data in benchmarks.items():
+        for name, version in data.get("model_versions", {}).items():
+            if data.get("task") != "axial" or version != model.checksum:
+                continue
+            for k, result in data["results"].items():
+                rows.append([f"[`{stem}`](../benchmarks.md#{stem})",
+                             f"{data['stacks']} × {data['planes']} × {data['size']}²",
+                             f"k = {k[1:]}", name, metric("psnr", result[name]["psnr_filled"]),
+                             metric("psnr", result["cubic"]["psnr_filled"]),
+                             number(result[name]["ssim_all"], 3),
+                             number(result["raw_every_plane"]["ssim_all"], 3)])
+    return rows
+
+
 def _scores(model: ShippedModel, benchmarks: dict[str, dict]) -> list[str]:
     lines = ["Benchmark rows run with this file (same checksum); raw and classical are the "
              "floors on the same frames. Details and conditions in "
@@ -158,12 +179,27 @@ def _scores(model: ShippedModel, benchmarks: dict[str, dict]) -> list[str]:
                    "restored at that dose"]
         lines += ["Dose sweeps run with this file (same checksum):", "",
                   *table(headers, dose), ""]
+    axial = _axial_scores(model, benchmarks)
+    if axial:
+        headers = ["benchmark", "stacks", "acquired", "row", "PSNR filled planes",
+                   "cubic PSNR filled", "SSIM volume", "raw every plane SSIM"]
+        lines += ["Z-stacks acquired every k-th plane (the raw row: every plane acquired, k "
+                  "times the light):", "", *table(headers, axial), ""]
+        for stem, data in benchmarks.items():
+            arm = data.get("dose_arm") or {}
+            if arm.get("model_version") == model.checksum and arm["cheapest_meeting_reference"]:
+                best = arm["cheapest_meeting_reference"]
+                lines += [f"Dose arm of [`{stem}`](../benchmarks.md#{stem}): one plane in "
+                          f"{best['every']} at dose {number(best['dose'], 1)} reaches "
+                          "the raw stack acquired at every plane at the task's dose: "
+                          f"{number(arm['photons_per_stack_cut'], 1)}× fewer photons per "
+                          "stack.", ""]
     adapted = _adaptation_scores(model, benchmarks)
     if adapted:
         lines += ["As the base of the adaptation benchmark (PSNR-affine, dB):", ""]
         headers = ["benchmark", "defect", "base", "adapted", "oracle", "gap closed"]
         lines += [*table(headers, adapted), ""]
-    if not (restorer or dose or adapted):
+    if not (restorer or dose or axial or adapted):
         lines += ["No benchmark JSON was run with this file.", ""]
     return lines
 

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from live_restore.models.configs import AxialConfig
 from live_restore.models.networks import UNet
 from live_restore.models.normalisation import normalise_frame
+from live_restore.models.protocol import RestoreResult
 from live_restore.models.trained import TrainedRestorer
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "INTERPOLATIONS",
     "AxialNet",
     "AxialRestorer",
+    "StackFill",
     "acquired_planes",
     "interpolate_planes",
     "plane_inputs",
@@ -145,8 +147,9 @@ class AxialNet(nn.Module):
 
 
 class AxialRestorer(TrainedRestorer):
-    """Restores whole z-stacks (:meth:`restore_stack`), not frames: it is not a per-frame
-    restorer and ``get_restorer`` does not list it."""
+    """Restores whole z-stacks (:meth:`restore_stack`, :meth:`fill`), not frames (its
+    ``restore`` refuses them); the live pipeline and ``resume`` use it through
+    :class:`StackFill`."""
 
     name = "axial"
     format = FORMAT
@@ -154,6 +157,18 @@ class AxialRestorer(TrainedRestorer):
     config_type = AxialConfig
     model_type = AxialNet
     stochastic = False
+    restores_stacks = True
+
+    def restore(self, batch: np.ndarray, *, samples: int = 1, seed: int | None = None
+                ) -> RestoreResult:
+        """Refused: frames carry no neighbouring planes. ValueError naming the way in."""
+        raise ValueError(f"model {self.name!r} restores z-stacks, not frames: use it with "
+                         "--fill-planes K (restore, acquire; K = 1 denoises the planes)")
+
+    def filling(self, every: int) -> StackFill:
+        """This model as the restorer of whole raw stacks that fills ``every`` − 1 planes
+        between acquired ones (:class:`StackFill`)."""
+        return StackFill(self, every)
 
     def fill(self, acquired: np.ndarray, every: int) -> np.ndarray:
         """A stack acquired every ``every``-th plane ``(m, Y, X)`` → all ``(m − 1)·every + 1``
@@ -186,3 +201,38 @@ class AxialRestorer(TrainedRestorer):
             y = self.model(x)[:, 0, :h, :w].float().cpu().numpy()
             out[planes] = y * scale + lo
         return out
+
+
+class StackFill:
+    """An axial model as the restorer of whole stacks in the per-frame restore loop: each
+    item of a batch is one raw z-stack ``(Z, Y, X)`` (planes 0..Z−1 at the acquired spacing,
+    a plane of NaN where none was written) and comes back as ``(Z − 1)·every + 1`` planes at
+    ``1/every`` of that spacing, acquired plane ``z`` at restored plane ``z·every``
+    (``every`` = 1: denoised planes only)."""
+
+    restores_stacks = True
+    stochastic = False
+
+    def __init__(self, restorer: AxialRestorer, every: int) -> None:
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every!r}")
+        self.restorer = restorer
+        self.every = every
+        self.name = restorer.name
+        self.version = restorer.version
+
+    def restore(self, batch: np.ndarray, *, samples: int = 1, seed: int | None = None
+                ) -> RestoreResult:
+        """``(B, Z, Y, X)`` raw stacks → ``mean`` ``(B, (Z − 1)·every + 1, Y, X)``."""
+        if batch.ndim != 4:
+            raise ValueError(f"{self.name} restores z-stacks (B, Z, Y, X), got shape "
+                             f"{batch.shape}")
+        out = []
+        for stack in np.asarray(batch, np.float32):
+            acquired = np.flatnonzero(~np.isnan(stack).all(axis=(1, 2)))
+            if len(acquired) == 0:
+                raise ValueError("the stack holds no written plane")
+            n_planes = (len(stack) - 1) * self.every + 1
+            out.append(self.restorer.restore_stack(stack[acquired], acquired * self.every,
+                                                   n_planes))
+        return RestoreResult(np.stack(out))

@@ -32,6 +32,7 @@ __all__ = [
     "get_restorer",
     "list_models",
     "restorers_by_channel",
+    "restores_stacks",
 ]
 
 MODELS_DIR = Path(__file__).parents[1] / "weights"
@@ -48,7 +49,10 @@ _LOADERS = {
     "live_restore.mscgm": ("live_restore.models.mscgm", "MSCGMRestorer"),
     "live_restore.care": ("live_restore.models.care", "CARERestorer"),
     "live_restore.ddpm": ("live_restore.models.ddpm", "DDPMRestorer"),
+    "live_restore.axial": ("live_restore.models.axial", "AxialRestorer"),
 }
+_STACK_FORMATS = {"live_restore.axial"}
+"""Formats whose restorer takes whole z-stacks, not frames (see :func:`restores_stacks`)."""
 
 
 class Averaged:
@@ -91,14 +95,23 @@ def _model_format(cfg: Path) -> object:
 
 
 def list_models() -> list[dict[str, str]]:
-    """Built-in restorers plus every ``NAME.json`` in the shipped and user model folders."""
-    rows = [{"name": n, "kind": "builtin", "path": ""} for n in sorted(_BUILTINS)]
+    """Built-in restorers plus every ``NAME.json`` in the shipped and user model folders;
+    ``restores`` says whether a model takes ``frames`` or whole z-``stacks``."""
+    rows = [{"name": n, "kind": "builtin", "path": "", "restores": "frames"}
+            for n in sorted(_BUILTINS)]
     for folder, kind in ((MODELS_DIR, "shipped"), (USER_MODELS_DIR, "user")):
         if folder.is_dir():
             for cfg in sorted(folder.glob("*.json")):
-                if _model_format(cfg) in _LOADERS:  # e.g. a CIN-GAN file is not a restorer
-                    rows.append({"name": cfg.stem, "kind": kind, "path": str(cfg)})
+                fmt = _model_format(cfg)
+                if fmt in _LOADERS:  # e.g. a CIN-GAN file is not a restorer
+                    rows.append({"name": cfg.stem, "kind": kind, "path": str(cfg),
+                                 "restores": "stacks" if fmt in _STACK_FORMATS else "frames"})
     return rows
+
+
+def restores_stacks(restorer: object) -> bool:
+    """Whether ``restorer`` takes whole z-stacks (an axial model) instead of frames."""
+    return bool(getattr(restorer, "restores_stacks", False))
 
 
 AUTO = "auto"

@@ -307,8 +307,8 @@ def _axial(rng: np.random.Generator, noise: np.random.Generator, params: dict) -
     sat = float(rng.uniform(7.5, 32.5))
     psf = Optics().psf(modality, sat / saturation(1.0))
     stack = render.render(Points.concat(layers), (0.0, 0.0), (size, size), p, [psf], zs)[0]
-    low = _log_uniform(rng, *AXIAL_LOW_PHOTONS)
-    ratio = float(rng.uniform(*AXIAL_DOSE_RATIO))
+    low = _log_uniform(rng, *AXIAL_LOW_PHOTONS) * params["dose"]
+    ratio = float(rng.uniform(*AXIAL_DOSE_RATIO)) / params["dose"]
     background = 0.01 * stack.mean() + 0.05 / low  # out-of-focus and dark counts per label
     offset = _SCOPE_DETECTOR.offset
     degraded = _SCOPE_DETECTOR.sample((stack + background) * low, noise)
@@ -412,15 +412,21 @@ _MAKERS: dict[str, Callable[[np.random.Generator, np.random.Generator, dict], tu
 
 
 def make_pair(
-    task: str, seed: int, size: int = 256, realisation: int = 0
+    task: str, seed: int, size: int = 256, realisation: int = 0, dose: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """One (degraded, target, params) triple; float32 arrays in detector units (ADU).
 
     The field, its physical parameters and the fixed detector patterns come from ``seed``;
     the shot, read and row noise from ``(seed, realisation)``. Two realisations of one seed
-    are therefore the same field measured twice, which FRC needs.
+    are therefore the same field measured twice, which FRC needs. ``dose`` (the ``axial``
+    task only) scales the degraded stack's photons, the target's staying as they are: the
+    same stack acquired at another dose, for a sweep of photons per stack.
     """
     check_task(task)
+    if dose != 1.0 and task != "axial":
+        raise ValueError(f"dose scaling is defined for the axial task, not {task!r}")
+    if not dose > 0:
+        raise ValueError(f"dose must be > 0, got {dose!r}")
     if int(size) < 1:
         raise ValueError(f"size must be >= 1 pixel, got {size!r}")
     if int(realisation) < 0:
@@ -428,6 +434,8 @@ def make_pair(
     rng = np.random.default_rng([TASKS.index(task), int(seed)])
     noise = np.random.default_rng([TASKS.index(task), int(seed), int(realisation), 1])
     params = _common(rng, task, seed, int(size), 0.025)
+    if task == "axial":
+        params["dose"] = float(dose)
     degraded, target, params = _MAKERS[task](rng, noise, params)
     params["realisation"] = int(realisation)
     return degraded.astype(np.float32), target.astype(np.float32), params
@@ -439,14 +447,15 @@ def pair_seed(seed: int, i: int) -> int:
 
 
 def make_pairs(
-    task: str, n: int, seed: int, size: int = 256, realisation: int = 0
+    task: str, n: int, seed: int, size: int = 256, realisation: int = 0, dose: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """N pairs stacked along a new first axis; pair i is
-    ``make_pair(task, pair_seed(seed, i), size, realisation)``."""
+    ``make_pair(task, pair_seed(seed, i), size, realisation, dose)``."""
     check_task(task)
     if int(n) < 1:
         raise ValueError(f"n must be >= 1, got {n!r}")
-    triples = [make_pair(task, pair_seed(seed, i), size, realisation) for i in range(int(n))]
+    triples = [make_pair(task, pair_seed(seed, i), size, realisation, dose)
+               for i in range(int(n))]
     return (
         np.stack([t[0] for t in triples]),
         np.stack([t[1] for t in triples]),

@@ -117,7 +117,8 @@ class RestoreWindow(QWidget):
         self._live = live
         self._store_to_open = Path(live.store.path)
         for signal in (live.signals.rawSaved, live.signals.frameRestored,
-                       live.signals.restoreFailed, live.signals.rawWriteFailed):
+                       live.signals.stackRestored, live.signals.restoreFailed,
+                       live.signals.rawWriteFailed):
             signal.connect(self._wake)
         self._woken.set()
         if threading.current_thread() is not threading.main_thread():

@@ -24,7 +24,7 @@ from live_restore.experiments.dose.control import (
 )
 from live_restore.experiments.dose.report import ArmPlan, DoseSweepReport
 from live_restore.experiments.dose.scoring import score_arm
-from live_restore.models.restorer import Averaged, get_restorer, list_models
+from live_restore.models.restorer import Averaged, get_restorer, list_models, restores_stacks
 
 MODALITY_MODELS = {"STED": "sted_denoise", "Confocal": "denoise"}
 """With ``model="auto"``: the shipped model per modality, else ``classical``."""
@@ -57,7 +57,11 @@ def _plan_arms(
         if model == "auto":
             wanted = MODALITY_MODELS.get(mod or "", "classical")
             name = wanted if wanted in shipped else "classical"
-        restorer = Averaged(get_restorer(name, device=device), samples)
+        frames = get_restorer(name, device=device)
+        if restores_stacks(frames):
+            raise ValueError(f"model {name!r} restores z-stacks: the dose sweep takes frame "
+                             "restorers (z-skipping is swept by `bench restorers --task axial`)")
+        restorer = Averaged(frames, samples)
         ref = reference_channels({mod or "": restorer})[mod or ""] or None
         ref = ref if ref in presets else mod
         plans.append(ArmPlan(mod if ref == mod else f"{mod}->{ref}", mod, restorer, ref))
