@@ -150,6 +150,7 @@ def test_the_dose_arm_counts_skipped_planes_as_dose(tmp_path: Path) -> None:
     assert rows[("raw", 1, 4.0)]["ssim_all"] > rows[("raw", 1, 1.0)]["ssim_all"]
     assert arm["reference"]["ssim_all"] == rows[("raw", 1, 1.0)]["ssim_all"]
     cheapest = arm["cheapest_meeting_reference"]
+    assert arm["cut_bounded_by_lowest_dose"] == (cheapest is not None and cheapest["dose"] == 1.0)
     if cheapest is not None:
         assert cheapest["ssim_all"] >= arm["reference"]["ssim_all"]
         assert arm["photons_per_stack_cut"] == pytest.approx(1 / cheapest["photons_per_stack"])

@@ -35,7 +35,7 @@ def axial_body(data: dict, shipped: dict[str, ShippedModel]) -> list[str]:
         order = [m for m in AXIAL_FLOORS if m in rows] + [m for m in rows if m not in AXIAL_FLOORS]
         body = [[f"**{m}**" if m in AXIAL_FLOORS else f"`{m}`",
                  *(_cell(key, rows[m][key]) for key, _ in COLUMNS)] for m in order]
-        lines += [f"Every {k[1:]}th plane acquired:", "",
+        lines += [f"One plane in {k[1:]} acquired:", "",
                   *table(["stack restored by", *(h for _, h in COLUMNS)], body), ""]
     for name, check in data["targets_check"].items():
         gains = ", ".join(f"{k} {g:+.2f} dB ({check['filled_gain_over_best_floor_db'][k]:+.2f} "
@@ -55,14 +55,16 @@ def _dose_arm(arm: dict | None) -> list[str]:
         return []
     reference = arm["reference"]["ssim_all"]
     rows = [[f"`{r['restored_by']}`", f"1 in {r['every']}", str(r["planes"]),
-             number(r["dose"], 1), number(r["photons_per_stack"], 3), number(r["ssim_all"], 3),
+             f"{r['dose']:g}", number(r["photons_per_stack"], 3), number(r["ssim_all"], 3),
              "yes" if r["ssim_all"] >= reference else "no"]
             for r in sorted(arm["rows"], key=lambda r: (r["photons_per_stack"], r["every"]))]
     cheapest = arm["cheapest_meeting_reference"]
     verdict = ("no restored stack reaches it" if cheapest is None else
                f"the cheapest restored stack that reaches it acquires one plane in "
-               f"{cheapest['every']} at dose {number(cheapest['dose'], 1)}: "
-               f"{number(arm['photons_per_stack_cut'], 1)}× fewer photons per stack")
+               f"{cheapest['every']} at dose {cheapest['dose']:g}: "
+               f"{number(arm['photons_per_stack_cut'], 1)}× fewer photons per stack"
+               + (" (at the lowest dose swept: the cut may be larger)"
+                  if arm.get("cut_bounded_by_lowest_dose") else ""))
     return [f"Dose arm (`{arm['model']}`, `{arm['model_version']}`): z-skipping counted as "
             "dose. Photons per stack relative to the raw stack acquired at every plane at the "
             f"task's dose (SSIM {number(reference, 3)}, the reference); {verdict}.", "",
@@ -71,11 +73,19 @@ def _dose_arm(arm: dict | None) -> list[str]:
 
 
 def axial_headline(data: dict, shipped: dict[str, ShippedModel]) -> str:
+    """Filled-plane PSNR per k of the best model and the best CARE row (else the runner-up),
+    the floors, and the dose arm's cut."""
     parts = []
     for k, rows in data["results"].items():
-        models = [m for m in rows if m not in AXIAL_FLOORS]
-        best = ", ".join(f"`{m}` {rows[m]['psnr_filled']:.2f}" for m in models)
+        models = sorted((m for m in rows if m not in AXIAL_FLOORS),
+                        key=lambda m: -rows[m]["psnr_filled"])
+        peers = [m for m in models[1:] if m.startswith("care")]  # CARE: the field's peer
+        shown = models[:1] + (peers[:1] or models[1:2])
+        best = ", ".join(f"`{m}` {rows[m]['psnr_filled']:.2f}" for m in shown)
         floors = (f"cubic {rows['cubic']['psnr_filled']:.2f}, "
                   f"linear {rows['linear']['psnr_filled']:.2f}")
-        parts.append(f"{k} filled planes: {best or 'no model'}; {floors}")
+        parts.append(f"1 in {k[1:]} acquired, filled planes: {best or 'no model'}; {floors}")
+    arm = data.get("dose_arm") or {}
+    if arm.get("photons_per_stack_cut"):
+        parts.append(f"dose arm: {arm['photons_per_stack_cut']:.1f}× fewer photons per stack")
     return "; ".join(parts)

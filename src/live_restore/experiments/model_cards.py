@@ -190,7 +190,7 @@ def _scores(model: ShippedModel, benchmarks: dict[str, dict]) -> list[str]:
             if arm.get("model_version") == model.checksum and arm["cheapest_meeting_reference"]:
                 best = arm["cheapest_meeting_reference"]
                 lines += [f"Dose arm of [`{stem}`](../benchmarks.md#{stem}): one plane in "
-                          f"{best['every']} at dose {number(best['dose'], 1)} reaches "
+                          f"{best['every']} at dose {best['dose']:g} reaches "
                           "the raw stack acquired at every plane at the task's dose: "
                           f"{number(arm['photons_per_stack_cut'], 1)}× fewer photons per "
                           "stack.", ""]

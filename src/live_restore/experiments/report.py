@@ -105,17 +105,19 @@ RUNS: dict[str, Run] = {
     ),
     "axial": Run(
         "live-restore bench restorers --task axial --model "
-        "axial:axial_unet=runs/axial_quick/axial.json --model "
-        "axial:mscgm_fill=runs/axial_quick/axial_mscgm.json --model "
-        "axial:care_fill=runs/axial_quick/axial_care.json --model "
-        "axial:axial_unet_default=runs/axial_default/axial.json --json docs/bench/axial.json",
-        "`axial_unet`, `mscgm_fill` and `care_fill` were trained on the same 48 simulated stacks "
-        "of 128² (seed 0, quick preset, 2 500 steps): `axial_unet` by `live-restore train "
-        "--task axial --method axial --preset quick --out runs/axial_quick/axial` reads the "
-        "acquired planes around each plane; `mscgm_fill` and `care_fill` (`--method "
-        "mscgm|care`, same task) restore the plane linearly interpolated from them. "
-        "`axial_unet_default` is the U-Net at the default preset (128 stacks, 7 000 steps, "
-        "`--preset default --out runs/axial_default/axial`). None is shipped yet.",
+        "axial:mscgm_fill=runs/axial_default/axial_mscgm.json --model "
+        "axial:care_fill=runs/axial_default/axial_care.json --model "
+        "axial:axial_unet_quick=runs/axial_quick/axial.json --model "
+        "axial:mscgm_fill_quick=runs/axial_quick/axial_mscgm.json --model "
+        "axial:care_fill_quick=runs/axial_quick/axial_care.json --json docs/bench/axial.json",
+        "`axial` is the shipped model: the U-Net that reads the acquired planes around each "
+        "plane, trained on 128 simulated stacks of 128² (seed 0, default preset, 7 000 steps; "
+        "its card has the command). `mscgm_fill` and `care_fill` were trained on the same "
+        "stacks at the same budget (`live-restore train --task axial --method mscgm|care "
+        "--preset default --out runs/axial_default/axial_mscgm|axial_care`) to restore the "
+        "plane linearly interpolated from the acquired ones. The `_quick` rows are the three "
+        "at the quick preset (48 stacks, 2 500 steps, `--preset quick --out "
+        "runs/axial_quick/...`). The dose arm runs the shipped `axial`.",
     ),
     "dose_sweep": Run(
         "live-restore dose-sweep --json docs/bench/dose_sweep.json",
