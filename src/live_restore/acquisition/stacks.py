@@ -103,6 +103,7 @@ class ZStacks:
             raise ValueError(f"{self.path} has no z axis: it holds no z-stacks")
         return self._ledger.stack_counts()
 
+
 def stack_restorers(restorers: ChannelRestorers, sizes: Mapping[str, int],
                     fill_planes: int) -> ChannelRestorers:
     """``restorers`` for a store of ``sizes`` that fills ``fill_planes``: each stack model

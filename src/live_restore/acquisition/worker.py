@@ -95,7 +95,8 @@ class LiveRestorerSignals(SignalGroup):
     """``(restored (Y, X) float32 in camera units, event: useq.MDAEvent, meta: dict)``."""
     stackRestored = Signal(object, object)
     """``(restored (Z', Y, X) float32 z-stack at the restored spacing, event of its last
-    plane)``: a stack model restored a whole stack."""
+    plane)``: a stack model restored a whole stack (event None for a stack cut short,
+    restored after the sequence with the planes it had)."""
     restoreFailed = Signal(object, str)
     """``(event, reason)``: the raw frame is saved; the ledger holds the reason."""
     rawWriteFailed = Signal(object, str)
