@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from live_restore.acquisition.layout import POSITION_AXES
 from live_restore.acquisition.ledger import FrameStatus
 from live_restore.acquisition.restore_loop import ChannelRestorers
 from live_restore.models.restorer import restores_stacks
@@ -30,7 +29,8 @@ FrameIndex = Mapping[str, int]
 class ZStacks:
     """Whole-stack access, mixed into :class:`~live_restore.acquisition.store.
     AcquisitionStore`: it uses the store's ``sizes``, ``frame_shape``, ``fill_planes``,
-    ``_key``, ``_locate``, ``read_raw``, ``pending``, ``flush``, ``_ledger`` and ``_images``."""
+    ``_img_axes``, ``_key``, ``_locate``, ``read_raw``, ``pending``, ``flush``, ``_ledger`` and
+    ``_images``."""
 
     def stack_planes(self, index: FrameIndex) -> list[int]:
         """The raw planes (z) written so far of the z-stack ``index`` belongs to (its z is
@@ -69,7 +69,7 @@ class ZStacks:
                              f"{self.frame_shape[1]})")
         key = self._key({**index, "z": 0})
         array, where = self._locate("restored", key)
-        at = [a for a in self.sizes if a not in POSITION_AXES].index("z")
+        at = self._img_axes.index("z")
         for z, plane in enumerate(stack):
             array[(*where[:at], z, *where[at + 1:])] = plane
             self._images.observe("restored", key, plane)
@@ -80,7 +80,7 @@ class ZStacks:
         """Every restored plane of the z-stack ``index`` belongs to, float32 ``(Z', Y, X)`` at
         the restored spacing; NaN where nothing is restored yet."""
         array, where = self._locate("restored", self._key({**index, "z": 0}))
-        at = [a for a in self.sizes if a not in POSITION_AXES].index("z")
+        at = self._img_axes.index("z")
         return np.asarray(array[(*where[:at], slice(None), *where[at + 1:])])
 
     def mark_stack_failed(self, index: FrameIndex, reason: str) -> None:
@@ -137,12 +137,11 @@ class StackAssembler:
     def __init__(self, sizes: Mapping[str, int]) -> None:
         self.n_planes = int(sizes["z"])
         self._planes: dict[tuple[tuple[str, int], ...], int] = {}
-        self._first: dict[tuple[tuple[str, int], ...], dict[str, int]] = {}
+        """Planes saved per stack begun and not complete (the stack: its index but z)."""
 
     def add(self, index: Mapping[str, int]) -> bool:
         """Note one saved plane; True when it completes its stack."""
         stack = tuple(sorted((a, int(v)) for a, v in index.items() if a != "z"))
-        self._first.setdefault(stack, {**index, "z": 0})
         self._planes[stack] = self._planes.get(stack, 0) + 1
         if self._planes[stack] == self.n_planes:
             del self._planes[stack]
@@ -151,6 +150,6 @@ class StackAssembler:
 
     def unfinished(self) -> list[dict[str, int]]:
         """One index (z = 0) per stack begun and not completed; forgets them."""
-        out = [self._first[stack] for stack in self._planes]
+        out = [{**dict(stack), "z": 0} for stack in self._planes]
         self._planes.clear()
         return out

@@ -46,8 +46,9 @@ DOSE_ARM_DOSES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 """Dose per plane relative to the task's (its low dose: 2–20 photons per label)."""
 
 
-def _methods(models: dict[str, Path]) -> dict[str, Any]:
-    """Row name → ``fill(acquired, positions, n_planes)`` (the raw row is handled apart)."""
+def _methods(models: dict[str, Any]) -> dict[str, Any]:
+    """Row name → ``fill(acquired, positions, n_planes)`` (the raw row is handled apart);
+    ``models``: loaded models by row name (:func:`_load_model`)."""
     classical = get_restorer("classical")
     rows: dict[str, Any] = {
         "linear": lambda a, p, n: interpolate_planes(a, p, n, "linear"),
@@ -55,8 +56,8 @@ def _methods(models: dict[str, Path]) -> dict[str, Any]:
         "classical_cubic": lambda a, p, n: interpolate_planes(
             classical.restore(a).mean, p, n, "cubic"),
     }
-    for name, path in models.items():
-        rows[name] = _model_fill(Path(path))
+    for name, model in models.items():
+        rows[name] = _model_fill(model)
     return rows
 
 
@@ -67,22 +68,21 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
 
 
-def _model_version(path: Path) -> str:
-    """The checksum every restored result of this model file records."""
+def _load_model(path: Path) -> Any:
+    """An axial model (a stack restorer) or a frame restorer trained on ``--task axial``."""
     if json.loads(path.read_text()).get("format") == AXIAL_FORMAT:
-        return AxialRestorer.load(path).version
-    return get_restorer(str(path)).version
+        return AxialRestorer.load(path)
+    return get_restorer(str(path))
 
 
-def _model_fill(path: Path) -> Any:
+def _model_fill(model: Any) -> Any:
     """An axial model restores the stack from its acquired planes; a frame restorer trained on
     ``--task axial`` (MSCGM, CARE) restores each plane of the linear interpolation."""
-    if json.loads(path.read_text()).get("format") == AXIAL_FORMAT:
-        return AxialRestorer.load(path).restore_stack
-    frames = get_restorer(str(path))
+    if isinstance(model, AxialRestorer):
+        return model.restore_stack
 
     def fill(acquired: np.ndarray, positions: np.ndarray, n_planes: int) -> np.ndarray:
-        return frames.restore(interpolate_planes(acquired, positions, n_planes), seed=0).mean
+        return model.restore(interpolate_planes(acquired, positions, n_planes), seed=0).mean
 
     return fill
 
@@ -101,7 +101,8 @@ def dose_arm(path: Path, *, stacks: int, size: int, seed: int,
     """The axial model ``path`` on the report stacks acquired at each dose in ``doses`` and
     every k-th plane (k = 1 and ``sparsity``), scored by volume SSIM against the high-dose
     stack of the task's dose; photons per stack relative to the full stack at dose 1."""
-    fill = AxialRestorer.load(path).restore_stack
+    model = AxialRestorer.load(path)
+    fill = model.restore_stack
     _, target, _ = sim.make_pairs("axial", stacks, seed, size)
     n_planes = target.shape[1]
     rows = []
@@ -124,7 +125,7 @@ def dose_arm(path: Path, *, stacks: int, size: int, seed: int,
     cheapest = min(meeting, key=lambda r: r["photons_per_stack"]) if meeting else None
     return {
         "model": _shown(path),
-        "model_version": AxialRestorer.load(path).version,
+        "model_version": model.version,
         "reference": {"dose": 1.0, "every": 1, "ssim_all": reference["ssim_all"],
                       "text": "the raw stack acquired at every plane at the task's dose"},
         "rows": rows,
@@ -146,7 +147,8 @@ def bench_axial(*, stacks: int = 8, size: int = 128, seed: int = REPORT_SEED,
     (:func:`dose_arm`) too."""
     degraded, target, params = sim.make_pairs("axial", stacks, seed, size)
     n_planes = degraded.shape[1]
-    methods = _methods(models or {})
+    loaded = {name: _load_model(Path(path)) for name, path in (models or {}).items()}
+    methods = _methods(loaded)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for k in sparsity:
         positions = acquired_planes(n_planes, k)
@@ -173,8 +175,7 @@ def bench_axial(*, stacks: int = 8, size: int = 128, seed: int = REPORT_SEED,
         "selection": "nothing was chosen on these stacks; the model's settings are a priori",
         "modalities": sorted({p["modality"] for p in params}),
         "models": {name: _shown(path) for name, path in (models or {}).items()},
-        "model_versions": {name: _model_version(Path(path))
-                           for name, path in (models or {}).items()},
+        "model_versions": {name: model.version for name, model in loaded.items()},
         "sparsity": list(sparsity),
         "results": results,
         "targets_check": _targets(results, models or {}, sparsity),
