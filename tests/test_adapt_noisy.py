@@ -70,6 +70,32 @@ def test_target_is_put_in_the_input_frames_units() -> None:
     assert float(inputs.min()) >= 0.0 and float(inputs.max()) <= 1.0
 
 
+def test_targets_replace_the_neighbours_and_are_not_counted_as_frames() -> None:
+    """Supervised (benchmark ceiling): every frame, single ones too, is paired with its
+    stack's target, which is cropped with it and put in the input frame's units."""
+    ramp = np.tile(np.linspace(0.0, 100.0, 32), (32, 1))
+    stacks = [np.stack([ramp, ramp]), ramp[None]]
+    data = NoisyPairs(stacks, pmin=0.0, pmax=100.0, targets=[3.0 * ramp, ramp])
+    assert data.supervised and data.frame_count == 3
+    assert data.pairs == [(0, 0, (2,)), (0, 1, (2,)), (1, 0, (1,))]
+    data.pairs = data.pairs[:1]
+    inputs, targets = data.batch(2, 16, torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(targets.numpy(), 3.0 * inputs.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        ([np.zeros((32, 32))] * 2, "2 targets for 1 stacks"),
+        ([np.zeros((16, 32))], "is not one frame of the stack's shape"),
+        ([np.full((32, 32), np.inf)], "target 0 contains NaN"),
+    ],
+)
+def test_bad_targets_are_refused(targets, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        NoisyPairs([np.zeros((2, 32, 32))], pmin=0.2, pmax=99.8, targets=targets)
+
+
 @pytest.mark.parametrize(
     ("stacks", "message"),
     [
@@ -105,6 +131,9 @@ def test_adaptation_denoises_and_records_its_provenance(base, tmp_path) -> None:
 
     assert error(adapted) < 0.7 * error(base)
     assert all(torch.equal(v, before[k]) for k, v in base.model.state_dict().items())
+    supervised = adapt_from_noisy(base, [stack], config.model_copy(update={"steps": 2}),
+                                  targets=[clean])
+    assert supervised.adaptation["method"] == "supervised" and supervised.name.endswith("+sup")
     record = adapted.adaptation
     assert record["method"] == "noise2noise" and record["frames"] == 3 and record["pairs"] == 3
     assert record["base"]["version"] == base.version

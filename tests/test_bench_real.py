@@ -21,6 +21,7 @@ from live_restore.experiments.bench_real import (
     bench_real,
     load_fields,
 )
+from live_restore.experiments.real_renderers import real_body
 from live_restore.models.restorer import get_restorer, list_models
 
 QUICK = BENCH_REAL_PRESETS["quick"]
@@ -92,7 +93,8 @@ def test_fields_and_parts_follow_the_default_split(result):
 def test_every_row_is_scored_per_field_and_per_part(result):
     rows = result["rows"]
     averaged = {f"{name}_avg{QUICK.zero_shot_draws}" for name in SHIPPED}  # all sample
-    assert set(rows) == FLOORS | SHIPPED | averaged | {"adapted", "adapted_avg4", "n2v2"}
+    assert set(rows) == FLOORS | SHIPPED | averaged | {
+        "adapted", "adapted_avg4", "n2v2", "gaussian_4x_light", "supervised"}
     assert SHIPPED >= {"denoise", "sted_denoise", "confocal2sted"}
     assert rows["denoise_avg8"]["draws"] == 8
     assert rows["denoise_avg8"]["version"] == rows["denoise"]["version"]
@@ -227,3 +229,41 @@ def test_a_calibration_adds_calibrated_rows_for_restorers_that_read_noise(data, 
         assert row["version"].endswith(calibration.digest()) or name == "classical"
         plain = result["rows"][name]["mean"]["report"]["psnr_affine"]
         assert row["mean"]["report"]["psnr_affine"] != plain  # the noise it was given differs
+
+
+def test_reference_and_ceiling_rows_stand_beside_the_adapted_one(tmp_path):
+    """4× the light: the Gaussian on the mean of 4 frames (fields with fewer skipped, gaps taken
+    on the same fields); the supervised ceiling calls ``adapt`` with each field's target."""
+    _write_field(tmp_path / "confocal_bpae_nuclei" / "fov02", seed=0, frames=4)
+    _write_field(tmp_path / "confocal_bpae_nuclei" / "fov11", seed=1, frames=4)
+    _write_field(tmp_path / "confocal_mouse_brain", seed=2, frames=1)
+    calls = []
+
+    def adapt(base, stacks, targets=None):
+        calls.append(None if targets is None else [t.shape for t in targets])
+        return get_restorer("classical")
+
+    config = QUICK.model_copy(update={"zero_shot_draws": 2})
+    result = bench_real(tmp_path, config, adapt=adapt, peers_python=tmp_path / "no" / "python")
+    rows = result["rows"]
+    assert calls == [None, None, [(64, 64)], [(64, 64)] * 2]  # adapted, then ceiling, per part
+    more = rows["gaussian_4x_light"]
+    assert more["kind"] == "reference" and more["frames"] == 4
+    assert set(more["fields"]) == {"confocal_bpae_nuclei/fov02", "confocal_bpae_nuclei/fov11"}
+    report = more["mean"]["report"]
+    field = "confocal_bpae_nuclei/fov11"
+    assert report["fields"] == 1
+    gain = more["fields"][field]["psnr_affine"] - rows["gaussian"]["fields"][field]["psnr_affine"]
+    assert report["psnr_affine_vs_gaussian_db"] == pytest.approx(gain) and gain > 1.0
+    assert rows["gaussian"]["mean"]["report"]["fields"] == 2  # the mouse brain too
+    ceiling = rows["supervised"]
+    assert ceiling["kind"] == "ceiling" and "not a result" in ceiling["note"]
+    assert set(ceiling["fields"]) == set(rows["adapted"]["fields"]) and "supervised_avg4" in rows
+    page = "\n".join(real_body(result, {}))
+    assert "gaussian_4x_light (reference, 1 field)" in page
+    assert "supervised (ceiling)" in page
+
+
+def test_ceiling_is_skipped_when_the_adaptation_takes_no_targets(result):
+    assert result["rows"]["supervised"] == {"skipped": "the adaptation function takes no targets"}
+    assert result["rows"]["gaussian_4x_light"] == {"skipped": "no field has 4 noisy frames"}

@@ -15,6 +15,10 @@ halves the target's noise (a steadier gradient for the same expectation). A time
 the closer the frames, the less motion is learned as noise, and the mean of the frames just
 before and after cancels steady motion to first order.
 
+Benchmarks can pass each stack's ground truth (``targets``) instead: every frame is then paired
+with its target, the same fine-tune supervised, which measures how much of the gap between the
+self-supervised fine-tune and a target is due to the missing truth rather than the budget.
+
 Each pair is normalised by the input frame's own percentiles (the restorer's convention), the
 target with the same offset and scale, so the network predicts the target in the input's
 units. The fine-tune runs through :func:`live_restore.training.loop.train`, the one training
@@ -71,6 +75,8 @@ class NoisyPairs:
 
     ``stacks``: one ``(T, Y, X)`` array per field (position × channel), frames in acquisition
     order; stacks with a single frame give no pair and are refused when no stack has two.
+    ``targets`` (benchmarks only): one ``(Y, X)`` ground truth per stack; every frame is then
+    paired with its stack's target instead of its neighbours.
     Satisfies what :func:`live_restore.training.loop.train` asks of a dataset (``batch``).
     """
 
@@ -81,22 +87,28 @@ class NoisyPairs:
         pmin: float,
         pmax: float,
         max_frame_gap: int = 1,
+        targets: Sequence[np.ndarray] | None = None,
     ) -> None:
+        if targets is not None and len(targets) != len(stacks):
+            raise ValueError(f"{len(targets)} targets for {len(stacks)} stacks")
+        self.supervised = targets is not None
         self.frames: list[np.ndarray] = []  # one normalised (T, Y, X) float32 stack per field
         self.pairs: list[tuple[int, int, tuple[int, ...]]] = []  # (stack, input, targets)
         for s, raw in enumerate(stacks):
-            stack = np.asarray(raw)
-            if stack.ndim == 2:
-                stack = stack[None]
-            if stack.ndim != 3 or stack.dtype.kind not in "uif":
-                raise ValueError(
-                    f"stack {s}: expected numeric frames (T, Y, X), got {stack.dtype} {stack.shape}"
-                )
-            if not np.isfinite(stack).all():
-                raise ValueError(f"stack {s} contains NaN or infinite values")
+            stack = _frames(raw, f"stack {s}")
+            count = len(stack)
+            if self.supervised:  # the target rides along as the stack's last frame
+                target = _frames(targets[s], f"target {s}")
+                if target.shape[1:] != stack.shape[1:] or len(target) != 1:
+                    raise ValueError(f"target {s}: {target.shape[1:]} is not one frame of the "
+                                     f"stack's shape {stack.shape[1:]}")
+                stack = np.concatenate([stack, target])
             self.frames.append(stack.astype(np.float32))
-            for t in range(len(stack)):
-                near = range(max(0, t - max_frame_gap), min(len(stack), t + max_frame_gap + 1))
+            for t in range(count):
+                if self.supervised:
+                    self.pairs.append((s, t, (count,)))
+                    continue
+                near = range(max(0, t - max_frame_gap), min(count, t + max_frame_gap + 1))
                 others = tuple(u for u in near if u != t)
                 if others:
                     self.pairs.append((s, t, others))
@@ -119,7 +131,8 @@ class NoisyPairs:
 
     @property
     def frame_count(self) -> int:
-        return sum(len(s) for s in self.frames)
+        """Noisy frames; the targets of a supervised set are not counted."""
+        return sum(len(s) - self.supervised for s in self.frames)
 
     def batch(
         self, batch_size: int, patch_size: int, generator: torch.Generator
@@ -147,6 +160,20 @@ class NoisyPairs:
                 crop = np.rot90(crop[:, ::-1] if flip else crop, rot)
                 out.append(torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32)))
         return torch.stack(inputs)[:, None], torch.stack(targets)[:, None]
+
+
+def _frames(raw: np.ndarray, what: str) -> np.ndarray:
+    """``raw`` as finite numeric ``(T, Y, X)`` frames (a ``(Y, X)`` frame becomes ``T = 1``)."""
+    stack = np.asarray(raw)
+    if stack.ndim == 2:
+        stack = stack[None]
+    if stack.ndim != 3 or stack.dtype.kind not in "uif":
+        raise ValueError(
+            f"{what}: expected numeric frames (T, Y, X), got {stack.dtype} {stack.shape}"
+        )
+    if not np.isfinite(stack).all():
+        raise ValueError(f"{what} contains NaN or infinite values")
+    return stack
 
 
 def noise2noise_loss(restored: Tensor, other: Tensor) -> Tensor:
@@ -180,15 +207,18 @@ def adapt_from_noisy(
     *,
     progress: Progress | None = None,
     workdir: Path | None = None,
+    targets: Sequence[np.ndarray] | None = None,
 ) -> MSCGMRestorer:
     """A copy of ``base`` fine-tuned by Noise2Noise on ``stacks`` (see the module docstring);
-    ``base`` is left unchanged. The result's :attr:`adaptation` records the method, the frames
-    (count and checksum), the settings and the time taken; :meth:`MSCGMRestorer.save` with
-    ``extra={"adaptation": restorer.adaptation}`` writes it into the model JSON."""
+    ``base`` is left unchanged. With ``targets`` (one ground truth per stack; benchmarks only)
+    the same fine-tune learns from the targets instead: method ``supervised``. The result's
+    :attr:`adaptation` records the method, the frames (count and checksum), the settings and
+    the time taken; :meth:`MSCGMRestorer.save` with ``extra={"adaptation":
+    restorer.adaptation}`` writes it into the model JSON."""
     config = config or NoisyAdaptConfig()
-    data = NoisyPairs(
-        stacks, pmin=base.config.pmin, pmax=base.config.pmax, max_frame_gap=config.max_frame_gap
-    )
+    data = NoisyPairs(stacks, pmin=base.config.pmin, pmax=base.config.pmax,
+                      max_frame_gap=config.max_frame_gap, targets=targets)
+    method = "supervised" if data.supervised else config.method
     side = min(min(s.shape[-2:]) for s in data.frames)
     patch = min(config.patch_size, side - side % base.model.multiple)
     if patch < base.model.multiple:
@@ -217,12 +247,12 @@ def adapt_from_noisy(
         )
         adapted = MSCGMRestorer.load(exported, device=str(base.device))
     minutes = (time.perf_counter() - started) / 60.0
-    adapted.name = f"{base.name}+n2n"
+    adapted.name = f"{base.name}+{'sup' if data.supervised else 'n2n'}"
     adapted.config = adapted.model.config = adapted.config.model_copy(
         update={"steps_trained": base.config.steps_trained + config.steps}
     )
     adapted.adaptation = {
-        "method": config.method,
+        "method": method,
         "base": {"name": base.name, "version": base.version},
         "frames": data.frame_count,
         "stacks": len(data.frames),
@@ -231,6 +261,6 @@ def adapt_from_noisy(
         "settings": config.model_dump(mode="json"),
         "minutes": round(minutes, 2),
     }
-    logger.info("Noise2Noise adaptation: %d steps on %d pairs in %.1f min", config.steps,
+    logger.info("%s adaptation: %d steps on %d pairs in %.1f min", method, config.steps,
                 len(data), minutes)
     return adapted

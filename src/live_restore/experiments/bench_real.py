@@ -35,7 +35,14 @@ orientation of the Haar grid); ``n2v2``: CAREamics N2V2 with its
 default settings, each network trained for ``config.n2v_cpu_minutes`` of CPU on the fields of
 ``config.n2v_parts``, in the peer environment (:mod:`live_restore.experiments.peers`);
 ``adapted``: ``adapt(base, stacks)`` on the fields of ``config.adapt_parts``, one ``(T, Y, X)``
-stack per field, with ``base`` a fresh ``config.adapt_base`` restorer. A row that
+stack per field, with ``base`` a fresh ``config.adapt_base`` restorer.
+
+Two rows say how far a target lies from what these frames allow; neither is a result:
+``gaussian_4x_light`` (kind ``reference``), the Gaussian on the mean of a field's first
+:data:`MORE_LIGHT_FRAMES` frames, what four times the light gives the floor (fields with fewer
+frames are not scored); ``supervised`` (kind ``ceiling``), the ``adapted`` fine-tune with the same
+settings and frames but each field's target in place of its other frames, when ``adapt`` takes
+``targets`` (:func:`live_restore.adapt.noisy.adapt_from_noisy` does). A row that
 cannot run is ``{"skipped": reason}``. The floors stay beside every learned row: each of its
 part means carries ``psnr_affine_vs_gaussian_db`` and ``psnr_affine_vs_classical_db``.
 """
@@ -43,6 +50,7 @@ part means carries ``psnr_affine_vs_gaussian_db`` and ``psnr_affine_vs_classical
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import json
 import logging
 import time
@@ -90,12 +98,19 @@ DEFAULT_REPORT_FIELDS: tuple[str, ...] = (
 #: Draws averaged in the ``adapted_avg4`` row.
 AVERAGED_DRAWS = 4
 
+#: Frames averaged in the ``gaussian_4x_light`` reference row: four times one frame's light.
+MORE_LIGHT_FRAMES = 4
+
 #: Model-file formats of the baselines shipped for ``bench restorers`` (not scored here).
 BASELINE_FORMATS = ("live_restore.care", "live_restore.ddpm")
 
-AdaptFn = Callable[[Restorer, list[np.ndarray]], Restorer]
-"""``adapt(base, frames) -> restorer``: ``frames`` float32 ``(T, Y, X)``, one field's noisy
-frames in camera units, no target."""
+AdaptFn = Callable[..., Restorer]
+"""``adapt(base, stacks) -> restorer``: ``stacks`` one float32 ``(T, Y, X)`` per field, its
+noisy frames in camera units, no target. An ``adapt`` with a ``targets`` keyword (one
+``(Y, X)`` target per stack) also gets the ``supervised`` ceiling row."""
+
+#: Rows that get the floors' gaps beside their means.
+GAP_KINDS = ("model", "peer", "adapted", "reference", "ceiling")
 
 _METRICS = (
     "psnr",
@@ -273,24 +288,55 @@ def _training_groups(
 
 
 def _adapted_rows(
-    fields: Sequence[RealField], adapt: AdaptFn, config: BenchRealConfig, device: str | None
+    fields: Sequence[RealField],
+    adapt: AdaptFn,
+    config: BenchRealConfig,
+    device: str | None,
+    row: str = "adapted",
+    supervised: bool = False,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Per field, the adapted restorer with one draw (what the live worker runs) and with the
-    mean of ``AVERAGED_DRAWS`` draws."""
-    out: dict[str, dict[str, dict[str, Any]]] = {"adapted": {}, "adapted_avg4": {}}
+    mean of ``AVERAGED_DRAWS`` draws: rows ``row`` and ``row_avg4``. ``supervised``: ``adapt``
+    is also given the fields' targets."""
+    names = {row: 1, f"{row}_avg{AVERAGED_DRAWS}": AVERAGED_DRAWS}
+    out: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in names}
     for group in _training_groups(fields, config.training_unit).values():
         base = get_restorer(config.adapt_base, device=device)
+        stacks = [field.noisy for field in group]
         cpu0 = time.process_time()
-        adapted = adapt(base, [field.noisy for field in group])
+        adapted = (adapt(base, stacks, targets=[field.target for field in group]) if supervised
+                   else adapt(base, stacks))
         cpu_minutes = (time.process_time() - cpu0) / 60.0
-        for row, draws in (("adapted", 1), ("adapted_avg4", AVERAGED_DRAWS)):
+        for name, draws in names.items():
             restore = _restore_fn(Averaged(adapted, draws), config.seed)
             restore(group[0].noisy[0])
             for field in group:
                 prediction, ms = _timed(restore, field.noisy[0])
-                out[row][field.name] = {"part": field.part, **_score(prediction, field)}
-                out[row][field.name] |= {"ms_per_frame": ms, "adapt_cpu_minutes": cpu_minutes}
+                out[name][field.name] = {"part": field.part, **_score(prediction, field)}
+                out[name][field.name] |= {"ms_per_frame": ms, "adapt_cpu_minutes": cpu_minutes}
     return out
+
+
+def _more_light_row(fields: Sequence[RealField], sigma: float) -> dict[str, Any]:
+    """The ``gaussian_4x_light`` reference: the floor given :data:`MORE_LIGHT_FRAMES` times
+    the light (the mean of as many frames), scored like the rest."""
+    scored = [f for f in fields if len(f.noisy) >= MORE_LIGHT_FRAMES]
+    if not scored:
+        return {"skipped": f"no field has {MORE_LIGHT_FRAMES} noisy frames"}
+    per_field = {
+        f.name: {"part": f.part, **_score(
+            gaussian_filter(f.noisy[:MORE_LIGHT_FRAMES].mean(axis=0), sigma), f)}
+        for f in scored
+    }
+    return {"kind": "reference", "frames": MORE_LIGHT_FRAMES, "sigma_px": sigma,
+            "fields": per_field, "mean": _part_means(per_field)}
+
+
+def _takes_targets(adapt: AdaptFn) -> bool:
+    try:
+        return "targets" in inspect.signature(adapt).parameters
+    except (TypeError, ValueError):  # a callable without a signature
+        return False
 
 
 def _n2v2_row(
@@ -340,18 +386,21 @@ def _part_means(per_field: Mapping[str, Mapping[str, Any]]) -> dict[str, dict | 
 
 
 def _add_floor_gaps(rows: dict[str, dict[str, Any]]) -> None:
-    """Put the Gaussian and classical floors beside every learned row's part means."""
+    """Put the Gaussian and classical floors beside every learned, reference and ceiling
+    row's part means: the mean over the row's fields of its PSNR-affine minus the floor's on
+    the same field (the difference of the means where a row scores every field)."""
     for row in rows.values():
-        if row.get("kind") not in ("model", "peer", "adapted") or "mean" not in row:
+        if row.get("kind") not in GAP_KINDS or "mean" not in row:
             continue
         for part, mean in row["mean"].items():
             if mean is None:
                 continue
+            names = [name for name, f in row["fields"].items() if f["part"] == part]
             for floor in ("gaussian", "classical"):
-                floor_mean = rows[floor]["mean"][part]
-                mean[f"psnr_affine_vs_{floor}_db"] = (
-                    mean["psnr_affine"] - floor_mean["psnr_affine"] if floor_mean else None
-                )
+                floor_fields = rows[floor]["fields"]
+                mean[f"psnr_affine_vs_{floor}_db"] = float(np.mean([
+                    row["fields"][n]["psnr_affine"] - floor_fields[n]["psnr_affine"]
+                    for n in names]))
 
 
 def _trained_fields(fields: Sequence[RealField], parts: Sequence[Part]) -> list[RealField]:
@@ -485,6 +534,18 @@ def _run_rows(
         for name, per_field in _adapted_rows(adapt_fields, adapt, config, device).items():
             rows[name] = {"kind": "adapted", "base": config.adapt_base, "fields": per_field,
                           "mean": _part_means(per_field)}
+    rows["gaussian_4x_light"] = _more_light_row(fields, sigma)
+    if adapt is None or not adapt_fields:
+        rows["supervised"] = {"skipped": "no adapted row"}
+    elif not _takes_targets(adapt):
+        rows["supervised"] = {"skipped": "the adaptation function takes no targets"}
+    else:
+        say(f"supervised: the adapted row's fine-tune on {len(adapt_fields)} fields' targets")
+        ceiling = _adapted_rows(adapt_fields, adapt, config, device, "supervised", True)
+        for name, per_field in ceiling.items():
+            rows[name] = {"kind": "ceiling", "base": config.adapt_base, "fields": per_field,
+                          "mean": _part_means(per_field),
+                          "note": "learns from the targets: a ceiling, not a result"}
 
     n2v_fields = _trained_fields(fields, config.n2v_parts)
     reason = peers.careamics_unavailable(python)

@@ -34,6 +34,11 @@ def _real_table(data: dict, part: str) -> list[str]:
         mean = row["mean"][part]
         if mean is None:
             continue
+        notes = [row["kind"]] if row.get("kind") in ("reference", "ceiling") else []
+        if mean["fields"] < len(data["data"][part]):
+            notes.append(f"{mean['fields']} field{'s' * (mean['fields'] != 1)}")
+        if notes:
+            label += f" ({', '.join(notes)})"
         rows.append([label, *(number(mean.get(key), 3 if key == "ssim" else 2)
                               for key, _ in REAL_METRICS)])
     return [*table(["row", *(header for _, header in REAL_METRICS)], rows), ""]
@@ -64,7 +69,8 @@ def real_headline(data: dict, shipped: dict[str, ShippedModel]) -> str:
         return f"{name} {number(mean['psnr_affine_bitdepth'])}{suffix}"
 
     averaged = [name for name in report if name.startswith("denoise_avg")]
-    names = ["gaussian", "denoise", *averaged, "adapted", "n2v2"]
+    names = ["gaussian", "denoise", *averaged, "adapted", "n2v2", "gaussian_4x_light",
+             "supervised"]
     return "report part, PSNR-affine dB (vs Gaussian): " + ", ".join(cell(n) for n in names)
 
 

@@ -180,7 +180,10 @@ RUNS: dict[str, Run] = {
         "frames; `adapted_avg4` is the same restorer with the mean of 4 draws. The "
         "`_calibrated` rows take the detector's noise from a calibration fitted to the 50 "
         "frames of fov02 (selection part; `live-restore calibrate --stack "
-        "../shared/realdata/confocal_bpae_nuclei/fov02/noisy.tif`) instead of each frame.",
+        "../shared/realdata/confocal_bpae_nuclei/fov02/noisy.tif`) instead of each frame. "
+        "Two rows are yardsticks, not results: `gaussian_4x_light` filters the mean of a "
+        "field's 4 frames (4× the light; the mouse brain has one frame), `supervised` is the "
+        "`adapted` fine-tune (same settings, frames and budget) learning from the targets.",
     ),
 }
 
